@@ -1,0 +1,318 @@
+//! Layers prepared for drawing: projected to Web Mercator, styled, and for each
+//! zoom simplified to the pixel grid and indexed spatially.
+
+use geo::{Coord, Geometry, LineString, Simplify};
+use rstar::{AABB, RTree, RTreeObject};
+
+use crate::clip::Rect;
+use crate::feature::Feature;
+use crate::metatile::MetaTile;
+use crate::style::{FeaturePaint, Style};
+use crate::tile::{UnitRect, lonlat_to_unit};
+
+/// Simplification tolerance in pixels: well below what anti-aliasing can show.
+const SIMPLIFY_PX: f64 = 0.25;
+/// Coordinates are snapped to 1/64 px, so that moving a drawing by whole pixels
+/// (a tile inside a metatile versus the same tile alone) changes no bit of it.
+const QUANTUM: f64 = 64.0;
+/// Line pieces indexed together; long lines are indexed piece by piece so a
+/// metatile only walks the parts of a line near it.
+const LINE_CHUNK: usize = 64;
+
+/// One feature's geometry in unit Mercator coordinates (or pixels, once prepared
+/// for a zoom), split by how it is drawn.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shapes {
+    /// Polygons, each a list of rings (exterior first), each ring closed.
+    pub polygons: Vec<Vec<LineString<f64>>>,
+    pub lines: Vec<LineString<f64>>,
+    pub points: Vec<Coord<f64>>,
+}
+
+impl Shapes {
+    fn add(&mut self, g: &Geometry<f64>) {
+        let project = |ls: &LineString<f64>| -> LineString<f64> {
+            ls.0.iter()
+                .map(|c| {
+                    let (x, y) = lonlat_to_unit(c.x, c.y);
+                    Coord { x, y }
+                })
+                .collect()
+        };
+        match g {
+            Geometry::Point(p) => self.points.push(project(&LineString(vec![p.0])).0[0]),
+            Geometry::MultiPoint(mp) => {
+                self.points.extend(mp.0.iter().map(|p| project(&LineString(vec![p.0])).0[0]))
+            }
+            Geometry::Line(l) => self.lines.push(project(&LineString(vec![l.start, l.end]))),
+            Geometry::LineString(ls) => self.lines.push(project(ls)),
+            Geometry::MultiLineString(mls) => self.lines.extend(mls.0.iter().map(project)),
+            Geometry::Polygon(p) => self.polygons.push(
+                std::iter::once(p.exterior()).chain(p.interiors()).map(project).collect(),
+            ),
+            Geometry::MultiPolygon(mp) => {
+                for p in &mp.0 {
+                    self.add(&Geometry::Polygon(p.clone()));
+                }
+            }
+            Geometry::Rect(r) => self.add(&Geometry::Polygon(r.to_polygon())),
+            Geometry::Triangle(t) => self.add(&Geometry::Polygon(t.to_polygon())),
+            Geometry::GeometryCollection(gc) => gc.0.iter().for_each(|g| self.add(g)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.polygons.is_empty() && self.lines.is_empty() && self.points.is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LayerFeature {
+    pub paint: FeaturePaint,
+    pub shapes: Shapes,
+}
+
+/// A layer projected to Web Mercator with each feature's colours resolved.
+/// Build one with [`Layer::new`], then a [`ZoomLayer`] for each zoom to draw.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub(crate) features: Vec<LayerFeature>,
+    pub(crate) style: Style,
+    bounds: Option<UnitRect>,
+}
+
+impl Layer {
+    pub fn new(features: &[Feature], style: &Style) -> Layer {
+        let mut bounds: Option<UnitRect> = None;
+        let mut grow = |c: &Coord<f64>| {
+            let b = bounds.get_or_insert(UnitRect { min_x: c.x, min_y: c.y, max_x: c.x, max_y: c.y });
+            b.min_x = b.min_x.min(c.x);
+            b.min_y = b.min_y.min(c.y);
+            b.max_x = b.max_x.max(c.x);
+            b.max_y = b.max_y.max(c.y);
+        };
+        let features = features
+            .iter()
+            .filter_map(|f| {
+                let mut shapes = Shapes::default();
+                shapes.add(f.geometry.as_ref()?);
+                if shapes.is_empty() {
+                    return None;
+                }
+                shapes.polygons.iter().flat_map(|p| &p[0].0).for_each(&mut grow);
+                shapes.lines.iter().flat_map(|l| &l.0).for_each(&mut grow);
+                shapes.points.iter().for_each(&mut grow);
+                Some(LayerFeature { paint: style.paint_for(f), shapes })
+            })
+            .collect();
+        Layer { features, style: style.clone(), bounds }
+    }
+
+    /// The extent of the drawn features in unit Mercator coordinates.
+    pub fn bounds(&self) -> Option<UnitRect> {
+        self.bounds
+    }
+
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    pub fn style(&self) -> &Style {
+        &self.style
+    }
+}
+
+/// Which part of a feature an index entry stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Part {
+    Polygon(u32),
+    /// Segments `start..end` of line `line`.
+    Line { line: u32, start: u32, end: u32 },
+    Point(u32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    envelope: AABB<[f64; 2]>,
+    pub feature: u32,
+    pub part: Part,
+}
+
+impl RTreeObject for Entry {
+    type Envelope = AABB<[f64; 2]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.envelope
+    }
+}
+
+/// Drawing sizes at one zoom, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Sizes {
+    pub outline_width: f32,
+    pub line_width: f32,
+    pub point_radius: f32,
+}
+
+/// A layer prepared for one zoom: pixel coordinates (world pixels at this zoom),
+/// simplified and snapped, with a spatial index.
+#[derive(Debug)]
+pub struct ZoomLayer {
+    pub(crate) z: u8,
+    pub(crate) tile_size: u32,
+    pub(crate) features: Vec<LayerFeature>,
+    pub(crate) index: RTree<Entry>,
+    pub(crate) sizes: Sizes,
+    /// How far drawing reaches beyond geometry, in whole pixels.
+    pub(crate) reach: u32,
+}
+
+fn snap(v: f64) -> f64 {
+    (v * QUANTUM).round() / QUANTUM
+}
+
+fn to_pixels(ls: &LineString<f64>, scale: f64) -> LineString<f64> {
+    ls.0.iter().map(|c| Coord { x: c.x * scale, y: c.y * scale }).collect()
+}
+
+fn snapped(ls: &LineString<f64>) -> LineString<f64> {
+    let mut out: Vec<Coord<f64>> = Vec::with_capacity(ls.0.len());
+    for c in &ls.0 {
+        let c = Coord { x: snap(c.x), y: snap(c.y) };
+        if out.last() != Some(&c) {
+            out.push(c);
+        }
+    }
+    LineString(out)
+}
+
+fn envelope(coords: &[Coord<f64>]) -> AABB<[f64; 2]> {
+    AABB::from_points(coords.iter().map(|c| [c.x, c.y]).collect::<Vec<_>>().iter())
+}
+
+impl ZoomLayer {
+    /// Prepares `layer` for zoom `z` with tiles of `tile_size` pixels.
+    pub fn new(layer: &Layer, z: u8, tile_size: u32) -> ZoomLayer {
+        let scale = f64::from(tile_size) * (1u64 << z) as f64;
+        let style = &layer.style;
+        // Sizes are given for 256 px tiles; larger tiles scale them up.
+        let k = tile_size as f32 / 256.0;
+        let sizes = Sizes {
+            outline_width: style.polygon.outline_width.at(z) * k,
+            line_width: style.line.width.at(z) * k,
+            point_radius: style.point.radius.at(z) * k,
+        };
+        let reach = (sizes.outline_width.max(sizes.line_width) * 2.0)
+            .max(sizes.point_radius)
+            .ceil() as u32
+            + 2;
+        let eps = SIMPLIFY_PX;
+        let mut entries = Vec::new();
+        let features: Vec<LayerFeature> = layer
+            .features
+            .iter()
+            .enumerate()
+            .map(|(fi, f)| {
+                let fi = fi as u32;
+                let mut shapes = Shapes::default();
+                for poly in &f.shapes.polygons {
+                    let ring_px = |ring: &LineString<f64>| {
+                        let px = to_pixels(ring, scale);
+                        let simple = snapped(&px.simplify(eps));
+                        if simple.0.len() >= 4 {
+                            return Some(simple);
+                        }
+                        // Simplification collapsed a tiny ring: keep it as it is.
+                        let full = snapped(&px);
+                        (full.0.len() >= 4).then_some(full)
+                    };
+                    // A polygon whose exterior vanishes at this zoom draws nothing.
+                    let Some(exterior) = ring_px(&poly[0]) else { continue };
+                    let rings: Vec<LineString<f64>> =
+                        std::iter::once(exterior).chain(poly[1..].iter().filter_map(ring_px)).collect();
+                    entries.push(Entry {
+                        envelope: envelope(&rings[0].0),
+                        feature: fi,
+                        part: Part::Polygon(shapes.polygons.len() as u32),
+                    });
+                    shapes.polygons.push(rings);
+                }
+                for line in &f.shapes.lines {
+                    let mut simple = snapped(&to_pixels(line, scale).simplify(eps));
+                    if simple.0.len() == 1 {
+                        // A line shorter than the snapping grid: keep it as a dot-sized line.
+                        simple.0.push(simple.0[0]);
+                    }
+                    let li = shapes.lines.len() as u32;
+                    let segments = simple.0.len() - 1;
+                    for start in (0..segments).step_by(LINE_CHUNK) {
+                        let end = (start + LINE_CHUNK).min(segments);
+                        entries.push(Entry {
+                            envelope: envelope(&simple.0[start..=end]),
+                            feature: fi,
+                            part: Part::Line { line: li, start: start as u32, end: end as u32 },
+                        });
+                    }
+                    shapes.lines.push(simple);
+                }
+                for p in &f.shapes.points {
+                    let c = Coord { x: snap(p.x * scale), y: snap(p.y * scale) };
+                    entries.push(Entry {
+                        envelope: AABB::from_point([c.x, c.y]),
+                        feature: fi,
+                        part: Part::Point(shapes.points.len() as u32),
+                    });
+                    shapes.points.push(c);
+                }
+                LayerFeature { paint: f.paint, shapes }
+            })
+            .collect();
+        ZoomLayer {
+            z,
+            tile_size,
+            features,
+            index: RTree::bulk_load(entries),
+            sizes,
+            reach,
+        }
+    }
+
+    pub fn zoom(&self) -> u8 {
+        self.z
+    }
+
+    pub fn tile_size(&self) -> u32 {
+        self.tile_size
+    }
+
+    /// Index entries whose bounds meet `rect` (world pixels), in drawing order.
+    pub(crate) fn entries_in(&self, rect: &Rect) -> Vec<&Entry> {
+        let env = AABB::from_corners([rect.min_x, rect.min_y], [rect.max_x, rect.max_y]);
+        let mut hits: Vec<&Entry> = self.index.locate_in_envelope_intersecting(&env).collect();
+        hits.sort_unstable_by_key(|e| (e.feature, e.part));
+        hits
+    }
+
+    /// Whether any feature may draw into metatile `meta` (its index bounds reach
+    /// it). A metatile no feature reaches is transparent and needs no drawing.
+    pub fn touches(&self, meta: MetaTile) -> bool {
+        let rect = self.query_rect(meta);
+        let env = AABB::from_corners([rect.min_x, rect.min_y], [rect.max_x, rect.max_y]);
+        self.index.locate_in_envelope_intersecting(&env).next().is_some()
+    }
+
+    /// The world-pixel rectangle whose features can draw into `meta`.
+    pub(crate) fn query_rect(&self, meta: MetaTile) -> Rect {
+        let ts = f64::from(self.tile_size);
+        let pad = 2.0 * f64::from(self.reach);
+        Rect {
+            min_x: f64::from(meta.x) * ts - pad,
+            min_y: f64::from(meta.y) * ts - pad,
+            max_x: f64::from(meta.x + meta.n) * ts + pad,
+            max_y: f64::from(meta.y + meta.n) * ts + pad,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Drawing metatiles with tiny-skia and slicing them into tiles.
+
+use geo::Coord;
+use tiny_skia::{
+    FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, PremultipliedColorU8, Stroke,
+    Transform,
+};
+
+use crate::clip::{Rect, clip_polyline, clip_ring};
+use crate::metatile::MetaTile;
+use crate::prepare::{Part, ZoomLayer};
+use crate::style::Rgba;
+use crate::tile::TileId;
+
+/// One tile's pixels: either one colour all over, or straight (not premultiplied)
+/// RGBA rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TileImage {
+    Uniform(Rgba),
+    Pixels(Vec<u8>),
+}
+
+impl TileImage {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TileImage::Uniform(c) if c.is_invisible())
+    }
+}
+
+/// A drawn metatile. Tiles are cut from it with [`RenderedMetaTile::tile`].
+#[derive(Debug)]
+pub struct RenderedMetaTile {
+    meta: MetaTile,
+    tile_size: u32,
+    /// Border around the metatile drawn but not shown, in pixels.
+    margin: u32,
+    /// `None` when no feature reaches the metatile: every tile is transparent.
+    pixmap: Option<Pixmap>,
+}
+
+impl RenderedMetaTile {
+    pub fn meta(&self) -> MetaTile {
+        self.meta
+    }
+
+    /// Whether no feature reaches this metatile (every tile is transparent).
+    pub fn is_blank(&self) -> bool {
+        self.pixmap.is_none()
+    }
+
+    /// The pixels of tile `t`, which must lie in this metatile.
+    pub fn tile(&self, t: TileId) -> TileImage {
+        assert!(self.meta.contains(t), "tile {t} is not in metatile {}", self.meta);
+        let Some(pixmap) = &self.pixmap else {
+            return TileImage::Uniform(Rgba([0, 0, 0, 0]));
+        };
+        let ts = self.tile_size as usize;
+        let stride = pixmap.width() as usize * 4;
+        let x0 = (self.margin + (t.x - self.meta.x) * self.tile_size) as usize;
+        let y0 = (self.margin + (t.y - self.meta.y) * self.tile_size) as usize;
+        let data = pixmap.data();
+        let row = |r: usize| {
+            let start = (y0 + r) * stride + x0 * 4;
+            &data[start..start + ts * 4]
+        };
+        let first: [u8; 4] = row(0)[..4].try_into().expect("4 bytes");
+        let uniform = (0..ts).all(|r| row(r).chunks_exact(4).all(|px| px == first));
+        if uniform {
+            return TileImage::Uniform(demultiply(first));
+        }
+        let mut out = Vec::with_capacity(ts * ts * 4);
+        for r in 0..ts {
+            for px in row(r).chunks_exact(4) {
+                out.extend_from_slice(&demultiply([px[0], px[1], px[2], px[3]]).0);
+            }
+        }
+        TileImage::Pixels(out)
+    }
+}
+
+fn demultiply(p: [u8; 4]) -> Rgba {
+    match p[3] {
+        255 => Rgba(p),
+        0 => Rgba([0, 0, 0, 0]),
+        a => {
+            let c = PremultipliedColorU8::from_rgba(p[0], p[1], p[2], a)
+                .map(|c| c.demultiply())
+                .expect("premultiplied pixel");
+            Rgba([c.red(), c.green(), c.blue(), c.alpha()])
+        }
+    }
+}
+
+fn paint_of(c: Rgba) -> Paint<'static> {
+    let mut paint = Paint::default();
+    let [r, g, b, a] = c.0;
+    paint.set_color_rgba8(r, g, b, a);
+    paint.anti_alias = true;
+    paint
+}
+
+fn stroke_of(width: f32) -> Stroke {
+    Stroke { width, line_cap: LineCap::Butt, line_join: LineJoin::Miter, ..Stroke::default() }
+}
+
+/// Draws metatile `meta` of the prepared zoom layer.
+pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
+    assert_eq!(meta.z, layer.z, "metatile {meta} is not at the layer's zoom {}", layer.z);
+    let ts = layer.tile_size;
+    let margin = layer.reach;
+    let side = meta.n * ts;
+    let ox = f64::from(meta.x) * f64::from(ts) - f64::from(margin);
+    let oy = f64::from(meta.y) * f64::from(ts) - f64::from(margin);
+    let canvas = Rect {
+        min_x: ox,
+        min_y: oy,
+        max_x: ox + f64::from(side + 2 * margin),
+        max_y: oy + f64::from(side + 2 * margin),
+    };
+    let blank = RenderedMetaTile { meta, tile_size: ts, margin, pixmap: None };
+    let reach = f64::from(layer.reach);
+    let entries = layer.entries_in(&layer.query_rect(meta));
+    if entries.is_empty() {
+        return blank;
+    }
+    let mut pixmap = Pixmap::new(side + 2 * margin, side + 2 * margin).expect("metatile size");
+    // Fills are clipped just outside the canvas; strokes far enough out that their
+    // cut ends never show.
+    let fill_rect = canvas.grow(1.0);
+    let stroke_rect = canvas.grow(reach + 1.0);
+    let local = |c: Coord<f64>| ((c.x - ox) as f32, (c.y - oy) as f32);
+    let sizes = layer.sizes;
+    let mut pieces: Vec<Vec<Coord<f64>>> = Vec::new();
+
+    let mut i = 0;
+    while i < entries.len() {
+        let fi = entries[i].feature;
+        let mut j = i;
+        while j < entries.len() && entries[j].feature == fi {
+            j += 1;
+        }
+        let feature = &layer.features[fi as usize];
+        let paint = feature.paint;
+        let shapes = &feature.shapes;
+        let parts = &entries[i..j];
+        i = j;
+
+        let polygons: Vec<u32> = parts
+            .iter()
+            .filter_map(|e| match e.part {
+                Part::Polygon(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        if !polygons.is_empty() {
+            if let Some(fill) = paint.fill {
+                let mut pb = PathBuilder::new();
+                for &p in &polygons {
+                    for ring in &shapes.polygons[p as usize] {
+                        let clipped = clip_ring(&ring.0, &fill_rect);
+                        if clipped.len() < 3 {
+                            continue;
+                        }
+                        let (x, y) = local(clipped[0]);
+                        pb.move_to(x, y);
+                        for &c in &clipped[1..] {
+                            let (x, y) = local(c);
+                            pb.line_to(x, y);
+                        }
+                        pb.close();
+                    }
+                }
+                if let Some(path) = pb.finish() {
+                    pixmap.fill_path(
+                        &path,
+                        &paint_of(fill),
+                        FillRule::EvenOdd,
+                        Transform::identity(),
+                        None,
+                    );
+                }
+            }
+            if let (Some(outline), true) = (paint.outline, sizes.outline_width > 0.0) {
+                pieces.clear();
+                for &p in &polygons {
+                    for ring in &shapes.polygons[p as usize] {
+                        clip_polyline(&ring.0, &stroke_rect, &mut pieces);
+                    }
+                }
+                stroke_pieces(&mut pixmap, &pieces, &local, outline, sizes.outline_width);
+            }
+        }
+
+        if let Some(color) = paint.line.filter(|_| sizes.line_width > 0.0) {
+            pieces.clear();
+            let mut k = 0;
+            while k < parts.len() {
+                let Part::Line { line, start, mut end } = parts[k].part else {
+                    k += 1;
+                    continue;
+                };
+                // Merge consecutive chunks of one line, so joins between them are drawn.
+                k += 1;
+                while k < parts.len() {
+                    match parts[k].part {
+                        Part::Line { line: l2, start: s2, end: e2 } if l2 == line && s2 == end => {
+                            end = e2;
+                            k += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                let coords = &shapes.lines[line as usize].0[start as usize..=end as usize];
+                clip_polyline(coords, &stroke_rect, &mut pieces);
+            }
+            stroke_pieces(&mut pixmap, &pieces, &local, color, sizes.line_width);
+        }
+
+        if let Some(color) = paint.point.filter(|_| sizes.point_radius > 0.0) {
+            let r = sizes.point_radius;
+            let mut pb = PathBuilder::new();
+            for e in parts {
+                if let Part::Point(p) = e.part {
+                    let c = shapes.points[p as usize];
+                    if canvas.grow(f64::from(r)).contains(c) {
+                        let (x, y) = local(c);
+                        pb.push_circle(x, y, r);
+                    }
+                }
+            }
+            if let Some(path) = pb.finish() {
+                pixmap.fill_path(
+                    &path,
+                    &paint_of(color),
+                    FillRule::Winding,
+                    Transform::identity(),
+                    None,
+                );
+            }
+        }
+    }
+    RenderedMetaTile { meta, tile_size: ts, margin, pixmap: Some(pixmap) }
+}
+
+fn stroke_pieces(
+    pixmap: &mut Pixmap,
+    pieces: &[Vec<Coord<f64>>],
+    local: &impl Fn(Coord<f64>) -> (f32, f32),
+    color: Rgba,
+    width: f32,
+) {
+    let mut pb = PathBuilder::new();
+    for piece in pieces {
+        let (x, y) = local(piece[0]);
+        pb.move_to(x, y);
+        for &c in &piece[1..] {
+            let (x, y) = local(c);
+            pb.line_to(x, y);
+        }
+        if piece.len() > 2 && piece.first() == piece.last() {
+            pb.close();
+        }
+    }
+    if let Some(path) = pb.finish() {
+        pixmap.stroke_path(&path, &paint_of(color), &stroke_of(width), Transform::identity(), None);
+    }
+}
