@@ -48,11 +48,17 @@ impl Edge {
         match self {
             Edge::Left(v) | Edge::Right(v) => {
                 let t = (v - a.x) / (b.x - a.x);
-                Coord { x: v, y: a.y + t * (b.y - a.y) }
+                Coord {
+                    x: v,
+                    y: a.y + t * (b.y - a.y),
+                }
             }
             Edge::Top(v) | Edge::Bottom(v) => {
                 let t = (v - a.y) / (b.y - a.y);
-                Coord { x: a.x + t * (b.x - a.x), y: v }
+                Coord {
+                    x: a.x + t * (b.x - a.x),
+                    y: v,
+                }
             }
         }
     }
@@ -134,6 +140,11 @@ pub fn clip_polyline(line: &[Coord<f64>], rect: &Rect, out: &mut Vec<Vec<Coord<f
     }
 }
 
+/// Whether segment `a`-`b` meets `rect`.
+pub fn segment_meets(a: Coord<f64>, b: Coord<f64>, rect: &Rect) -> bool {
+    clip_segment(a, b, rect).is_some()
+}
+
 fn clip_segment(a: Coord<f64>, b: Coord<f64>, r: &Rect) -> Option<(Coord<f64>, Coord<f64>)> {
     if r.contains(a) && r.contains(b) {
         return Some((a, b));
@@ -169,7 +180,10 @@ fn clip_segment(a: Coord<f64>, b: Coord<f64>, r: &Rect) -> Option<(Coord<f64>, C
         } else if t == 1.0 {
             b
         } else {
-            Coord { x: a.x + t * dx, y: a.y + t * dy }
+            Coord {
+                x: a.x + t * dx,
+                y: a.y + t * dy,
+            }
         }
     };
     Some((at(t0), at(t1)))
@@ -183,7 +197,12 @@ mod tests {
         Coord { x, y }
     }
 
-    const R: Rect = Rect { min_x: 0.0, min_y: 0.0, max_x: 10.0, max_y: 10.0 };
+    const R: Rect = Rect {
+        min_x: 0.0,
+        min_y: 0.0,
+        max_x: 10.0,
+        max_y: 10.0,
+    };
 
     #[test]
     fn ring_inside_is_unchanged() {
@@ -193,7 +212,13 @@ mod tests {
 
     #[test]
     fn ring_around_the_rect_becomes_the_rect() {
-        let ring = [c(-5.0, -5.0), c(15.0, -5.0), c(15.0, 15.0), c(-5.0, 15.0), c(-5.0, -5.0)];
+        let ring = [
+            c(-5.0, -5.0),
+            c(15.0, -5.0),
+            c(15.0, 15.0),
+            c(-5.0, 15.0),
+            c(-5.0, -5.0),
+        ];
         let out = clip_ring(&ring, &R);
         assert_eq!(out.len(), 4);
         for p in out {
@@ -213,7 +238,13 @@ mod tests {
         let line = [c(1.0, 5.0), c(15.0, 5.0), c(15.0, 8.0), c(1.0, 8.0)];
         let mut out = Vec::new();
         clip_polyline(&line, &R, &mut out);
-        assert_eq!(out, vec![vec![c(1.0, 5.0), c(10.0, 5.0)], vec![c(10.0, 8.0), c(1.0, 8.0)]]);
+        assert_eq!(
+            out,
+            vec![
+                vec![c(1.0, 5.0), c(10.0, 5.0)],
+                vec![c(10.0, 8.0), c(1.0, 8.0)]
+            ]
+        );
     }
 
     #[test]

@@ -10,9 +10,16 @@ use crate::tile::{TileId, lonlat_to_unit, tiles_per_side};
 /// and polygon edges pass through, and the cells inside its polygons. Sorted by
 /// row, then column.
 pub fn tiles_covering(geometry: &Geometry<f64>, z: u8) -> Vec<TileId> {
-    let mut grid = Grid { n: tiles_per_side(z) as f64, z, cells: BTreeSet::new() };
+    let mut grid = Grid {
+        n: tiles_per_side(z) as f64,
+        z,
+        cells: BTreeSet::new(),
+    };
     grid.add(geometry);
-    grid.cells.into_iter().map(|(y, x)| TileId { z, x, y }).collect()
+    grid.cells
+        .into_iter()
+        .map(|(y, x)| TileId { z, x, y })
+        .collect()
 }
 
 struct Grid {
@@ -25,7 +32,10 @@ struct Grid {
 impl Grid {
     fn to_grid(&self, c: Coord<f64>) -> Coord<f64> {
         let (x, y) = lonlat_to_unit(c.x, c.y);
-        Coord { x: x * self.n, y: y * self.n }
+        Coord {
+            x: x * self.n,
+            y: y * self.n,
+        }
     }
 
     fn clamp(&self, v: f64) -> u32 {
@@ -73,10 +83,26 @@ impl Grid {
         let step_x: i64 = if dx > 0.0 { 1 } else { -1 };
         let step_y: i64 = if dy > 0.0 { 1 } else { -1 };
         let next_boundary = |c: i64, step: i64| if step > 0 { (c + 1) as f64 } else { c as f64 };
-        let mut t_max_x = if dx != 0.0 { (next_boundary(cx, step_x) - a.x) / dx } else { f64::INFINITY };
-        let mut t_max_y = if dy != 0.0 { (next_boundary(cy, step_y) - a.y) / dy } else { f64::INFINITY };
-        let t_dx = if dx != 0.0 { (1.0 / dx).abs() } else { f64::INFINITY };
-        let t_dy = if dy != 0.0 { (1.0 / dy).abs() } else { f64::INFINITY };
+        let mut t_max_x = if dx != 0.0 {
+            (next_boundary(cx, step_x) - a.x) / dx
+        } else {
+            f64::INFINITY
+        };
+        let mut t_max_y = if dy != 0.0 {
+            (next_boundary(cy, step_y) - a.y) / dy
+        } else {
+            f64::INFINITY
+        };
+        let t_dx = if dx != 0.0 {
+            (1.0 / dx).abs()
+        } else {
+            f64::INFINITY
+        };
+        let t_dy = if dy != 0.0 {
+            (1.0 / dy).abs()
+        } else {
+            f64::INFINITY
+        };
         self.cells.insert((cy as u32, cx as u32));
         // At most one step per crossed grid line, with a guard against rounding.
         let limit = (ex - cx).abs() + (ey - cy).abs() + 2;
@@ -114,7 +140,9 @@ impl Grid {
         // Interior: cells whose centre is inside (even-odd over all rings).
         let (min_y, max_y) = rings[0]
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| (lo.min(c.y), hi.max(c.y)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+                (lo.min(c.y), hi.max(c.y))
+            });
         if !min_y.is_finite() {
             return;
         }

@@ -33,7 +33,11 @@ pub struct Feature {
 impl Feature {
     /// A feature with a geometry and no id or properties.
     pub fn from_geometry(geometry: Geometry<f64>) -> Self {
-        Self { id: None, properties: Map::new(), geometry: Some(geometry) }
+        Self {
+            id: None,
+            properties: Map::new(),
+            geometry: Some(geometry),
+        }
     }
 
     /// A property by name, if present.

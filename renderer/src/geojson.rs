@@ -94,13 +94,20 @@ pub struct InputError {
 
 impl InputError {
     fn at(location: Location, problem: impl Into<String>) -> Self {
-        Self { location, problem: problem.into() }
+        Self {
+            location,
+            problem: problem.into(),
+        }
     }
 }
 
 /// Reads GeoJSON or a GeoJSON text sequence from `reader`.
 pub fn read_geojson<R: Read>(reader: R, options: &ReadOptions) -> Result<ReadReport, InputError> {
-    let mut input = LineCounter { inner: BufReader::with_capacity(1 << 16, reader), newlines: 0 };
+    let mut input = LineCounter {
+        inner: BufReader::with_capacity(1 << 16, reader),
+        newlines: 0,
+        column: 0,
+    };
     let collector = RefCell::new(Collector {
         options: *options,
         report: ReadReport::default(),
@@ -110,15 +117,22 @@ pub fn read_geojson<R: Read>(reader: R, options: &ReadOptions) -> Result<ReadRep
     });
     let mut records = 0usize;
     loop {
-        let more = input.skip_separators().map_err(|e| io_error(&e, input.newlines))?;
+        let more = input
+            .skip_separators()
+            .map_err(|e| io_error(&e, input.newlines))?;
         if !more {
             break;
         }
         records += 1;
         collector.borrow_mut().record = records;
         let start_line = input.newlines + 1;
+        // serde_json counts columns from the record's start, which need not be the line's.
+        let start_column = input.column;
         let mut de = serde_json::Deserializer::from_reader(&mut input);
-        let result = TopLevel { collector: &collector }.deserialize(&mut de);
+        let result = TopLevel {
+            collector: &collector,
+        }
+        .deserialize(&mut de);
         if let Some(fatal) = collector.borrow_mut().fatal.take() {
             return Err(fatal);
         }
@@ -129,17 +143,27 @@ pub fn read_geojson<R: Read>(reader: R, options: &ReadOptions) -> Result<ReadRep
             };
             if e.line() > 0 {
                 location.line = Some(start_line + e.line() - 1);
-                location.column = Some(e.column());
+                location.column = Some(if e.line() == 1 {
+                    start_column + e.column()
+                } else {
+                    e.column()
+                });
             }
             return Err(InputError::at(location, syntax_problem(&e)));
         }
     }
     let Collector { report, seen, .. } = collector.into_inner();
     if records == 0 {
-        return Err(InputError::at(Location::default(), "the input is empty: expected GeoJSON"));
+        return Err(InputError::at(
+            Location::default(),
+            "the input is empty: expected GeoJSON",
+        ));
     }
     if seen == 0 {
-        return Err(InputError::at(Location::default(), "the input has no features"));
+        return Err(InputError::at(
+            Location::default(),
+            "the input has no features",
+        ));
     }
     if report.features.is_empty() {
         let first = &report.skipped[0];
@@ -153,7 +177,10 @@ pub fn read_geojson<R: Read>(reader: R, options: &ReadOptions) -> Result<ReadRep
 
 fn io_error(e: &io::Error, newlines: usize) -> InputError {
     InputError::at(
-        Location { line: Some(newlines + 1), ..Location::default() },
+        Location {
+            line: Some(newlines + 1),
+            ..Location::default()
+        },
         format!("could not read the input: {e}"),
     )
 }
@@ -177,6 +204,19 @@ fn syntax_problem(e: &serde_json::Error) -> String {
 struct LineCounter<R> {
     inner: BufReader<R>,
     newlines: usize,
+    /// Bytes handed out since the last newline.
+    column: usize,
+}
+
+/// Moves a line and column count past `bytes`.
+fn count_lines(newlines: &mut usize, column: &mut usize, bytes: &[u8]) {
+    match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(last) => {
+            *newlines += bytes.iter().filter(|&&b| b == b'\n').count();
+            *column = bytes.len() - last - 1;
+        }
+        None => *column += bytes.len(),
+    }
 }
 
 impl<R: Read> LineCounter<R> {
@@ -191,8 +231,8 @@ impl<R: Read> LineCounter<R> {
                 .iter()
                 .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x1e))
                 .count();
-            self.newlines += buf[..n].iter().filter(|&&b| b == b'\n').count();
             let done = n < buf.len();
+            count_lines(&mut self.newlines, &mut self.column, &buf[..n]);
             self.inner.consume(n);
             if done {
                 return Ok(true);
@@ -204,7 +244,7 @@ impl<R: Read> LineCounter<R> {
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(out)?;
-        self.newlines += out[..n].iter().filter(|&&b| b == b'\n').count();
+        count_lines(&mut self.newlines, &mut self.column, &out[..n]);
         Ok(n)
     }
 }
@@ -294,7 +334,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "features" => {
-                    map.next_value_seed(FeaturesSeed { collector: self.collector })?;
+                    map.next_value_seed(FeaturesSeed {
+                        collector: self.collector,
+                    })?;
                     features_seen = true;
                 }
                 "type" => ty = Some(map.next_value()?),
@@ -331,16 +373,30 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 rest.insert("type".into(), Value::String(ty));
                 let v = Value::Object(rest);
                 let location = c.location(None, &v);
-                let location = Location { record: c.record_label(), ..location };
+                let location = Location {
+                    record: c.record_label(),
+                    ..location
+                };
                 let result = feature_from_value(v);
-                if c.take(location, result) { Ok(()) } else { Err(de::Error::custom(STOP)) }
+                if c.take(location, result) {
+                    Ok(())
+                } else {
+                    Err(de::Error::custom(STOP))
+                }
             }
             _ => {
                 rest.insert("type".into(), Value::String(ty));
                 let v = Value::Object(rest);
-                let location = Location { record: c.record_label(), ..Location::default() };
+                let location = Location {
+                    record: c.record_label(),
+                    ..Location::default()
+                };
                 let result = geometry_from_value(&v, "").map(Feature::from_geometry);
-                if c.take(location, result) { Ok(()) } else { Err(de::Error::custom(STOP)) }
+                if c.take(location, result) {
+                    Ok(())
+                } else {
+                    Err(de::Error::custom(STOP))
+                }
             }
         }
     }
@@ -394,14 +450,24 @@ fn kind_of(v: &Value) -> &'static str {
 /// Converts one GeoJSON Feature object.
 pub fn feature_from_value(v: Value) -> Result<Feature, String> {
     let Value::Object(mut obj) = v else {
-        return Err(format!("a feature must be an object, found {}", kind_of(&v)));
+        return Err(format!(
+            "a feature must be an object, found {}",
+            kind_of(&v)
+        ));
     };
     match obj.get("type") {
         Some(Value::String(t)) if t == "Feature" => {}
         Some(Value::String(t)) => {
-            return Err(format!("expected an object of type \"Feature\", found type {t:?}"));
+            return Err(format!(
+                "expected an object of type \"Feature\", found type {t:?}"
+            ));
         }
-        Some(other) => return Err(format!("\"type\" must be a string, found {}", kind_of(other))),
+        Some(other) => {
+            return Err(format!(
+                "\"type\" must be a string, found {}",
+                kind_of(other)
+            ));
+        }
         None => return Err("the feature has no \"type\" member".into()),
     }
     let id = match obj.remove("id") {
@@ -409,7 +475,10 @@ pub fn feature_from_value(v: Value) -> Result<Feature, String> {
         Some(Value::String(s)) => Some(FeatureId::String(s)),
         Some(Value::Number(n)) => Some(FeatureId::Number(n)),
         Some(other) => {
-            return Err(format!("\"id\" must be a string or a number, found {}", kind_of(&other)));
+            return Err(format!(
+                "\"id\" must be a string or a number, found {}",
+                kind_of(&other)
+            ));
         }
     };
     let properties = match obj.remove("properties") {
@@ -427,33 +496,54 @@ pub fn feature_from_value(v: Value) -> Result<Feature, String> {
         Some(Value::Null) => None,
         Some(g) => Some(geometry_from_value(g, "geometry")?),
     };
-    Ok(Feature { id, properties, geometry })
+    Ok(Feature {
+        id,
+        properties,
+        geometry,
+    })
 }
 
 fn join(path: &str, member: &str) -> String {
-    if path.is_empty() { member.to_string() } else { format!("{path}.{member}") }
+    if path.is_empty() {
+        member.to_string()
+    } else {
+        format!("{path}.{member}")
+    }
 }
 
 /// Converts one GeoJSON geometry object. `path` names it in messages.
 pub fn geometry_from_value(v: &Value, path: &str) -> Result<Geometry<f64>, String> {
-    let here = if path.is_empty() { "the geometry" } else { path };
+    let here = if path.is_empty() {
+        "the geometry"
+    } else {
+        path
+    };
     let Value::Object(obj) = v else {
         return Err(format!("{here} must be an object, found {}", kind_of(v)));
     };
     let ty = match obj.get("type") {
         Some(Value::String(t)) => t.as_str(),
         Some(other) => {
-            return Err(format!("{}: must be a string, found {}", join(path, "type"), kind_of(other)));
+            return Err(format!(
+                "{}: must be a string, found {}",
+                join(path, "type"),
+                kind_of(other)
+            ));
         }
         None => return Err(format!("{here} has no \"type\" member")),
     };
     if ty == "GeometryCollection" {
         let gpath = join(path, "geometries");
         let Some(geoms) = obj.get("geometries") else {
-            return Err(format!("{here} is a GeometryCollection without \"geometries\""));
+            return Err(format!(
+                "{here} is a GeometryCollection without \"geometries\""
+            ));
         };
         let Value::Array(items) = geoms else {
-            return Err(format!("{gpath}: must be an array, found {}", kind_of(geoms)));
+            return Err(format!(
+                "{gpath}: must be an array, found {}",
+                kind_of(geoms)
+            ));
         };
         let parts = items
             .iter()
@@ -467,7 +557,12 @@ pub fn geometry_from_value(v: &Value, path: &str) -> Result<Geometry<f64>, Strin
         Some(Value::Null) | None => {
             if matches!(
                 ty,
-                "Point" | "MultiPoint" | "LineString" | "MultiLineString" | "Polygon" | "MultiPolygon"
+                "Point"
+                    | "MultiPoint"
+                    | "LineString"
+                    | "MultiLineString"
+                    | "Polygon"
+                    | "MultiPolygon"
             ) {
                 return Err(format!("{here} of type {ty:?} has no \"coordinates\""));
             }
@@ -520,7 +615,10 @@ impl Coords {
     fn array<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Vec<Value>, String> {
         match v {
             Value::Array(a) => Ok(a),
-            other => Err(format!("{path}: expected an array, found {}", kind_of(other))),
+            other => Err(format!(
+                "{path}: expected an array, found {}",
+                kind_of(other)
+            )),
         }
     }
 
@@ -535,7 +633,10 @@ impl Coords {
         let mut xy = [0.0; 2];
         for (i, n) in a.iter().enumerate() {
             let Some(f) = n.as_f64() else {
-                return Err(format!("{path}[{i}]: expected a number, found {}", kind_of(n)));
+                return Err(format!(
+                    "{path}[{i}]: expected a number, found {}",
+                    kind_of(n)
+                ));
             };
             if i < 2 {
                 xy[i] = f;
@@ -597,7 +698,9 @@ impl Coords {
     fn polygon(&self, v: &Value, path: &str) -> Result<Polygon<f64>, String> {
         let rings = self.array(v, path)?;
         if rings.is_empty() {
-            return Err(format!("{path}: a polygon needs at least one ring, found none"));
+            return Err(format!(
+                "{path}: a polygon needs at least one ring, found none"
+            ));
         }
         let mut rings = rings
             .iter()

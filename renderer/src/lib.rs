@@ -28,7 +28,9 @@ pub use metatile::MetaTile;
 pub use png::{PngError, encode_png, encode_rgba};
 pub use prepare::{Layer, ZoomLayer};
 pub use raster::{RenderedMetaTile, TileImage, render_metatile};
-pub use style::{ColorRule, FeaturePaint, LineStyle, PointStyle, PolygonStyle, Rgba, Size, Style, StyleError};
+pub use style::{
+    ColorRule, FeaturePaint, LineStyle, PointStyle, PolygonStyle, Rgba, Size, Style, StyleError,
+};
 pub use tile::{
     MAX_LATITUDE, MAX_ZOOM, MERCATOR_HALF_WORLD, TileId, UnitRect, clamp_latitude,
     lonlat_to_mercator, lonlat_to_unit, mercator_to_lonlat, mercator_to_unit, tiles_per_side,
@@ -37,5 +39,14 @@ pub use tile::{
 
 /// Renders one tile alone (as a 1x1 metatile) from a prepared zoom layer.
 pub fn render_tile(layer: &ZoomLayer, tile: TileId) -> TileImage {
-    render_metatile(layer, MetaTile { z: tile.z, x: tile.x, y: tile.y, n: 1 }).tile(tile)
+    render_metatile(
+        layer,
+        MetaTile {
+            z: tile.z,
+            x: tile.x,
+            y: tile.y,
+            n: 1,
+        },
+    )
+    .tile(tile)
 }

@@ -23,7 +23,12 @@ impl MetaTile {
     /// The metatile of nominal size `size` that holds tile `t`.
     pub fn containing(t: TileId, size: u32) -> MetaTile {
         let n = Self::side(t.z, size);
-        MetaTile { z: t.z, x: t.x / n * n, y: t.y / n * n, n }
+        MetaTile {
+            z: t.z,
+            x: t.x / n * n,
+            y: t.y / n * n,
+            n,
+        }
     }
 
     /// Every metatile of zoom `z`, row by row.
@@ -31,12 +36,19 @@ impl MetaTile {
         let n = Self::side(z, size);
         let count = (tiles_per_side(z) / u64::from(n)) as u32;
         (0..count).flat_map(move |row| {
-            (0..count).map(move |col| MetaTile { z, x: col * n, y: row * n, n })
+            (0..count).map(move |col| MetaTile {
+                z,
+                x: col * n,
+                y: row * n,
+                n,
+            })
         })
     }
 
     pub fn contains(&self, t: TileId) -> bool {
-        t.z == self.z && (self.x..self.x + self.n).contains(&t.x) && (self.y..self.y + self.n).contains(&t.y)
+        t.z == self.z
+            && (self.x..self.x + self.n).contains(&t.x)
+            && (self.y..self.y + self.n).contains(&t.y)
     }
 
     /// The tiles in this metatile, row by row.
@@ -52,7 +64,11 @@ impl MetaTile {
 
 impl fmt::Display for MetaTile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{} ({}x{})", self.z, self.x, self.y, self.n, self.n)
+        write!(
+            f,
+            "{}/{}/{} ({}x{})",
+            self.z, self.x, self.y, self.n, self.n
+        )
     }
 }
 

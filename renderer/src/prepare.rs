@@ -41,14 +41,17 @@ impl Shapes {
         };
         match g {
             Geometry::Point(p) => self.points.push(project(&LineString(vec![p.0])).0[0]),
-            Geometry::MultiPoint(mp) => {
-                self.points.extend(mp.0.iter().map(|p| project(&LineString(vec![p.0])).0[0]))
-            }
+            Geometry::MultiPoint(mp) => self
+                .points
+                .extend(mp.0.iter().map(|p| project(&LineString(vec![p.0])).0[0])),
             Geometry::Line(l) => self.lines.push(project(&LineString(vec![l.start, l.end]))),
             Geometry::LineString(ls) => self.lines.push(project(ls)),
             Geometry::MultiLineString(mls) => self.lines.extend(mls.0.iter().map(project)),
             Geometry::Polygon(p) => self.polygons.push(
-                std::iter::once(p.exterior()).chain(p.interiors()).map(project).collect(),
+                std::iter::once(p.exterior())
+                    .chain(p.interiors())
+                    .map(project)
+                    .collect(),
             ),
             Geometry::MultiPolygon(mp) => {
                 for p in &mp.0 {
@@ -85,7 +88,12 @@ impl Layer {
     pub fn new(features: &[Feature], style: &Style) -> Layer {
         let mut bounds: Option<UnitRect> = None;
         let mut grow = |c: &Coord<f64>| {
-            let b = bounds.get_or_insert(UnitRect { min_x: c.x, min_y: c.y, max_x: c.x, max_y: c.y });
+            let b = bounds.get_or_insert(UnitRect {
+                min_x: c.x,
+                min_y: c.y,
+                max_x: c.x,
+                max_y: c.y,
+            });
             b.min_x = b.min_x.min(c.x);
             b.min_y = b.min_y.min(c.y);
             b.max_x = b.max_x.max(c.x);
@@ -99,13 +107,24 @@ impl Layer {
                 if shapes.is_empty() {
                     return None;
                 }
-                shapes.polygons.iter().flat_map(|p| &p[0].0).for_each(&mut grow);
+                shapes
+                    .polygons
+                    .iter()
+                    .flat_map(|p| &p[0].0)
+                    .for_each(&mut grow);
                 shapes.lines.iter().flat_map(|l| &l.0).for_each(&mut grow);
                 shapes.points.iter().for_each(&mut grow);
-                Some(LayerFeature { paint: style.paint_for(f), shapes })
+                Some(LayerFeature {
+                    paint: style.paint_for(f),
+                    shapes,
+                })
             })
             .collect();
-        Layer { features, style: style.clone(), bounds }
+        Layer {
+            features,
+            style: style.clone(),
+            bounds,
+        }
     }
 
     /// The extent of the drawn features in unit Mercator coordinates.
@@ -131,7 +150,11 @@ impl Layer {
 pub(crate) enum Part {
     Polygon(u32),
     /// Segments `start..end` of line `line`.
-    Line { line: u32, start: u32, end: u32 },
+    Line {
+        line: u32,
+        start: u32,
+        end: u32,
+    },
     Point(u32),
 }
 
@@ -175,13 +198,21 @@ fn snap(v: f64) -> f64 {
 }
 
 fn to_pixels(ls: &LineString<f64>, scale: f64) -> LineString<f64> {
-    ls.0.iter().map(|c| Coord { x: c.x * scale, y: c.y * scale }).collect()
+    ls.0.iter()
+        .map(|c| Coord {
+            x: c.x * scale,
+            y: c.y * scale,
+        })
+        .collect()
 }
 
 fn snapped(ls: &LineString<f64>) -> LineString<f64> {
     let mut out: Vec<Coord<f64>> = Vec::with_capacity(ls.0.len());
     for c in &ls.0 {
-        let c = Coord { x: snap(c.x), y: snap(c.y) };
+        let c = Coord {
+            x: snap(c.x),
+            y: snap(c.y),
+        };
         if out.last() != Some(&c) {
             out.push(c);
         }
@@ -230,9 +261,12 @@ impl ZoomLayer {
                         (full.0.len() >= 4).then_some(full)
                     };
                     // A polygon whose exterior vanishes at this zoom draws nothing.
-                    let Some(exterior) = ring_px(&poly[0]) else { continue };
-                    let rings: Vec<LineString<f64>> =
-                        std::iter::once(exterior).chain(poly[1..].iter().filter_map(ring_px)).collect();
+                    let Some(exterior) = ring_px(&poly[0]) else {
+                        continue;
+                    };
+                    let rings: Vec<LineString<f64>> = std::iter::once(exterior)
+                        .chain(poly[1..].iter().filter_map(ring_px))
+                        .collect();
                     entries.push(Entry {
                         envelope: envelope(&rings[0].0),
                         feature: fi,
@@ -253,13 +287,20 @@ impl ZoomLayer {
                         entries.push(Entry {
                             envelope: envelope(&simple.0[start..=end]),
                             feature: fi,
-                            part: Part::Line { line: li, start: start as u32, end: end as u32 },
+                            part: Part::Line {
+                                line: li,
+                                start: start as u32,
+                                end: end as u32,
+                            },
                         });
                     }
                     shapes.lines.push(simple);
                 }
                 for p in &f.shapes.points {
-                    let c = Coord { x: snap(p.x * scale), y: snap(p.y * scale) };
+                    let c = Coord {
+                        x: snap(p.x * scale),
+                        y: snap(p.y * scale),
+                    };
                     entries.push(Entry {
                         envelope: AABB::from_point([c.x, c.y]),
                         feature: fi,
@@ -267,7 +308,10 @@ impl ZoomLayer {
                     });
                     shapes.points.push(c);
                 }
-                LayerFeature { paint: f.paint, shapes }
+                LayerFeature {
+                    paint: f.paint,
+                    shapes,
+                }
             })
             .collect();
         ZoomLayer {
@@ -301,7 +345,10 @@ impl ZoomLayer {
     pub fn touches(&self, meta: MetaTile) -> bool {
         let rect = self.query_rect(meta);
         let env = AABB::from_corners([rect.min_x, rect.min_y], [rect.max_x, rect.max_y]);
-        self.index.locate_in_envelope_intersecting(&env).next().is_some()
+        self.index
+            .locate_in_envelope_intersecting(&env)
+            .next()
+            .is_some()
     }
 
     /// The world-pixel rectangle whose features can draw into `meta`.

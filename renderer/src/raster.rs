@@ -35,6 +35,8 @@ pub struct RenderedMetaTile {
     margin: u32,
     /// `None` when no feature reaches the metatile: every tile is transparent.
     pixmap: Option<Pixmap>,
+    /// Tiles some drawn edge comes near; the others are one colour all over.
+    touched: Touched,
 }
 
 impl RenderedMetaTile {
@@ -49,7 +51,11 @@ impl RenderedMetaTile {
 
     /// The pixels of tile `t`, which must lie in this metatile.
     pub fn tile(&self, t: TileId) -> TileImage {
-        assert!(self.meta.contains(t), "tile {t} is not in metatile {}", self.meta);
+        assert!(
+            self.meta.contains(t),
+            "tile {t} is not in metatile {}",
+            self.meta
+        );
         let Some(pixmap) = &self.pixmap else {
             return TileImage::Uniform(Rgba([0, 0, 0, 0]));
         };
@@ -63,14 +69,21 @@ impl RenderedMetaTile {
             &data[start..start + ts * 4]
         };
         let first: [u8; 4] = row(0)[..4].try_into().expect("4 bytes");
-        let uniform = (0..ts).all(|r| row(r).chunks_exact(4).all(|px| px == first));
-        if uniform {
+        if !self.touched.get(t.x - self.meta.x, t.y - self.meta.y) {
+            return TileImage::Uniform(demultiply(first));
+        }
+        let reference = first.repeat(ts);
+        if (0..ts).all(|r| row(r) == reference.as_slice()) {
             return TileImage::Uniform(demultiply(first));
         }
         let mut out = Vec::with_capacity(ts * ts * 4);
         for r in 0..ts {
-            for px in row(r).chunks_exact(4) {
-                out.extend_from_slice(&demultiply([px[0], px[1], px[2], px[3]]).0);
+            out.extend_from_slice(row(r));
+        }
+        for px in out.chunks_exact_mut(4) {
+            if px[3] != 255 {
+                let c = demultiply([px[0], px[1], px[2], px[3]]);
+                px.copy_from_slice(&c.0);
             }
         }
         TileImage::Pixels(out)
@@ -99,12 +112,21 @@ fn paint_of(c: Rgba) -> Paint<'static> {
 }
 
 fn stroke_of(width: f32) -> Stroke {
-    Stroke { width, line_cap: LineCap::Butt, line_join: LineJoin::Miter, ..Stroke::default() }
+    Stroke {
+        width,
+        line_cap: LineCap::Butt,
+        line_join: LineJoin::Miter,
+        ..Stroke::default()
+    }
 }
 
 /// Draws metatile `meta` of the prepared zoom layer.
 pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
-    assert_eq!(meta.z, layer.z, "metatile {meta} is not at the layer's zoom {}", layer.z);
+    assert_eq!(
+        meta.z, layer.z,
+        "metatile {meta} is not at the layer's zoom {}",
+        layer.z
+    );
     let ts = layer.tile_size;
     let margin = layer.reach;
     let side = meta.n * ts;
@@ -116,11 +138,17 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
         max_x: ox + f64::from(side + 2 * margin),
         max_y: oy + f64::from(side + 2 * margin),
     };
-    let blank = RenderedMetaTile { meta, tile_size: ts, margin, pixmap: None };
+    let mut touched = Touched::new(meta, ts);
     let reach = f64::from(layer.reach);
     let entries = layer.entries_in(&layer.query_rect(meta));
     if entries.is_empty() {
-        return blank;
+        return RenderedMetaTile {
+            meta,
+            tile_size: ts,
+            margin,
+            pixmap: None,
+            touched,
+        };
     }
     let mut pixmap = Pixmap::new(side + 2 * margin, side + 2 * margin).expect("metatile size");
     // Fills are clipped just outside the canvas; strokes far enough out that their
@@ -160,6 +188,7 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                         if clipped.len() < 3 {
                             continue;
                         }
+                        touched.ring(&clipped, AA_REACH);
                         let (x, y) = local(clipped[0]);
                         pb.move_to(x, y);
                         for &c in &clipped[1..] {
@@ -186,6 +215,7 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                         clip_polyline(&ring.0, &stroke_rect, &mut pieces);
                     }
                 }
+                touched.pieces(&pieces, stroke_reach(sizes.outline_width));
                 stroke_pieces(&mut pixmap, &pieces, &local, outline, sizes.outline_width);
             }
         }
@@ -194,7 +224,12 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
             pieces.clear();
             let mut k = 0;
             while k < parts.len() {
-                let Part::Line { line, start, mut end } = parts[k].part else {
+                let Part::Line {
+                    line,
+                    start,
+                    mut end,
+                } = parts[k].part
+                else {
                     k += 1;
                     continue;
                 };
@@ -202,7 +237,11 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                 k += 1;
                 while k < parts.len() {
                     match parts[k].part {
-                        Part::Line { line: l2, start: s2, end: e2 } if l2 == line && s2 == end => {
+                        Part::Line {
+                            line: l2,
+                            start: s2,
+                            end: e2,
+                        } if l2 == line && s2 == end => {
                             end = e2;
                             k += 1;
                         }
@@ -212,6 +251,7 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                 let coords = &shapes.lines[line as usize].0[start as usize..=end as usize];
                 clip_polyline(coords, &stroke_rect, &mut pieces);
             }
+            touched.pieces(&pieces, stroke_reach(sizes.line_width));
             stroke_pieces(&mut pixmap, &pieces, &local, color, sizes.line_width);
         }
 
@@ -222,6 +262,7 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                 if let Part::Point(p) = e.part {
                     let c = shapes.points[p as usize];
                     if canvas.grow(f64::from(r)).contains(c) {
+                        touched.around(c, f64::from(r) + AA_REACH);
                         let (x, y) = local(c);
                         pb.push_circle(x, y, r);
                     }
@@ -238,7 +279,13 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
             }
         }
     }
-    RenderedMetaTile { meta, tile_size: ts, margin, pixmap: Some(pixmap) }
+    RenderedMetaTile {
+        meta,
+        tile_size: ts,
+        margin,
+        pixmap: Some(pixmap),
+        touched,
+    }
 }
 
 fn stroke_pieces(
@@ -261,6 +308,157 @@ fn stroke_pieces(
         }
     }
     if let Some(path) = pb.finish() {
-        pixmap.stroke_path(&path, &paint_of(color), &stroke_of(width), Transform::identity(), None);
+        pixmap.stroke_path(
+            &path,
+            &paint_of(color),
+            &stroke_of(width),
+            Transform::identity(),
+            None,
+        );
+    }
+}
+
+impl RenderedMetaTile {
+    /// Like [`RenderedMetaTile::tile`], but always scanning every pixel.
+    #[cfg(test)]
+    fn tile_scanned(&self, t: TileId) -> TileImage {
+        let mut all = self.touched.clone();
+        all.cells.iter_mut().for_each(|c| *c = true);
+        let full = RenderedMetaTile {
+            meta: self.meta,
+            tile_size: self.tile_size,
+            margin: self.margin,
+            pixmap: self.pixmap.clone(),
+            touched: all,
+        };
+        full.tile(t)
+    }
+}
+
+/// How far anti-aliasing spreads beyond an edge, in pixels (with room to spare).
+const AA_REACH: f64 = 1.5;
+
+/// How far a stroke of `width` pixels reaches beyond its centre line, miter joins
+/// (limit 4) and anti-aliasing included.
+fn stroke_reach(width: f32) -> f64 {
+    f64::from(width) * 2.0 + AA_REACH
+}
+
+/// Which tiles of a metatile a drawn edge comes near. A tile no edge comes near is
+/// one colour all over (inside or outside every shape), so it needs no pixel scan.
+#[derive(Clone, Debug)]
+struct Touched {
+    meta: MetaTile,
+    ts: f64,
+    cells: Vec<bool>,
+}
+
+impl Touched {
+    fn new(meta: MetaTile, tile_size: u32) -> Self {
+        Touched {
+            meta,
+            ts: f64::from(tile_size),
+            cells: vec![false; (meta.n * meta.n) as usize],
+        }
+    }
+
+    fn get(&self, dx: u32, dy: u32) -> bool {
+        self.cells[(dy * self.meta.n + dx) as usize]
+    }
+
+    /// The tile rectangle of column `dx`, row `dy` in world pixels, grown by `pad`.
+    fn cell_rect(&self, dx: i64, dy: i64, pad: f64) -> Rect {
+        let x = (f64::from(self.meta.x) + dx as f64) * self.ts;
+        let y = (f64::from(self.meta.y) + dy as f64) * self.ts;
+        Rect {
+            min_x: x,
+            min_y: y,
+            max_x: x + self.ts,
+            max_y: y + self.ts,
+        }
+        .grow(pad)
+    }
+
+    /// The range of tile columns or rows `[lo, hi]` (world pixels) reaches.
+    fn span(&self, lo: f64, hi: f64, origin: u32) -> Option<(i64, i64)> {
+        let n = i64::from(self.meta.n);
+        let a = ((lo / self.ts).floor() as i64 - i64::from(origin)).max(0);
+        let b = ((hi / self.ts).floor() as i64 - i64::from(origin)).min(n - 1);
+        (a <= b).then_some((a, b))
+    }
+
+    fn segment(&mut self, a: Coord<f64>, b: Coord<f64>, pad: f64) {
+        let Some((x0, x1)) = self.span(a.x.min(b.x) - pad, a.x.max(b.x) + pad, self.meta.x) else {
+            return;
+        };
+        let Some((y0, y1)) = self.span(a.y.min(b.y) - pad, a.y.max(b.y) + pad, self.meta.y) else {
+            return;
+        };
+        let few = (x1 - x0 + 1) * (y1 - y0 + 1) <= 2;
+        for dy in y0..=y1 {
+            for dx in x0..=x1 {
+                let i = (dy * i64::from(self.meta.n) + dx) as usize;
+                if !self.cells[i]
+                    && (few || crate::clip::segment_meets(a, b, &self.cell_rect(dx, dy, pad)))
+                {
+                    self.cells[i] = true;
+                }
+            }
+        }
+    }
+
+    /// A closed ring given without its repeated last point.
+    fn ring(&mut self, ring: &[Coord<f64>], pad: f64) {
+        for i in 0..ring.len() {
+            self.segment(ring[i], ring[(i + 1) % ring.len()], pad);
+        }
+    }
+
+    fn pieces(&mut self, pieces: &[Vec<Coord<f64>>], pad: f64) {
+        for piece in pieces {
+            for w in piece.windows(2) {
+                self.segment(w[0], w[1], pad);
+            }
+        }
+    }
+
+    fn around(&mut self, c: Coord<f64>, pad: f64) {
+        self.segment(c, c, pad);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Layer, Style, read_geojson};
+
+    #[test]
+    fn tiles_no_edge_comes_near_are_truly_uniform() {
+        let file = std::fs::File::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/ne_110m_countries.geojson"
+        ))
+        .expect("sample data");
+        let features = read_geojson(file, &Default::default())
+            .expect("valid")
+            .features;
+        let layer = Layer::new(&features, &Style::default());
+        let mut skipped_scans = 0;
+        for z in 0..=4 {
+            let zl = ZoomLayer::new(&layer, z, 256);
+            for meta in MetaTile::all(z, 4) {
+                let r = render_metatile(&zl, meta);
+                for t in meta.tiles() {
+                    assert_eq!(r.tile(t), r.tile_scanned(t), "tile {t}");
+                    if !r.is_blank() && !r.touched.get(t.x - meta.x, t.y - meta.y) {
+                        skipped_scans += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            skipped_scans > 10,
+            "only {skipped_scans} tiles were known uniform without a scan"
+        );
     }
 }

@@ -40,7 +40,12 @@ impl Rgba {
     /// The colour with its alpha multiplied by `opacity` (0..=1).
     pub fn with_opacity(self, opacity: f32) -> Rgba {
         let [r, g, b, a] = self.0;
-        Rgba([r, g, b, (f32::from(a) * opacity.clamp(0.0, 1.0)).round() as u8])
+        Rgba([
+            r,
+            g,
+            b,
+            (f32::from(a) * opacity.clamp(0.0, 1.0)).round() as u8,
+        ])
     }
 
     pub fn is_invisible(self) -> bool {
@@ -64,7 +69,11 @@ impl FromStr for Rgba {
             return Err(bad());
         }
         let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad());
-        let nibble = |i: usize| u8::from_str_radix(&hex[i..=i], 16).map(|v| v * 17).map_err(|_| bad());
+        let nibble = |i: usize| {
+            u8::from_str_radix(&hex[i..=i], 16)
+                .map(|v| v * 17)
+                .map_err(|_| bad())
+        };
         match hex.len() {
             3 => Ok(Rgba([nibble(0)?, nibble(1)?, nibble(2)?, 255])),
             6 => Ok(Rgba([byte(0)?, byte(2)?, byte(4)?, 255])),
@@ -86,9 +95,17 @@ impl<'de> Deserialize<'de> for Rgba {
 pub enum ColorRule {
     Fixed(Rgba),
     /// Categorical: the property's value (as text) picks the colour.
-    Match { property: String, cases: BTreeMap<String, Rgba>, default: Option<Rgba> },
+    Match {
+        property: String,
+        cases: BTreeMap<String, Rgba>,
+        default: Option<Rgba>,
+    },
     /// Numeric: the last step whose threshold is at most the value picks the colour.
-    Steps { property: String, steps: Vec<(f64, Rgba)>, default: Option<Rgba> },
+    Steps {
+        property: String,
+        steps: Vec<(f64, Rgba)>,
+        default: Option<Rgba>,
+    },
 }
 
 impl ColorRule {
@@ -96,7 +113,11 @@ impl ColorRule {
     pub fn resolve(&self, feature: &Feature) -> Option<Rgba> {
         match self {
             ColorRule::Fixed(c) => Some(*c),
-            ColorRule::Match { property, cases, default } => {
+            ColorRule::Match {
+                property,
+                cases,
+                default,
+            } => {
                 let key = match feature.property(property) {
                     Some(Value::String(s)) => Some(s.clone()),
                     Some(Value::Number(n)) => Some(n.to_string()),
@@ -105,10 +126,19 @@ impl ColorRule {
                 };
                 key.and_then(|k| cases.get(&k).copied()).or(*default)
             }
-            ColorRule::Steps { property, steps, default } => {
+            ColorRule::Steps {
+                property,
+                steps,
+                default,
+            } => {
                 let value = feature.property(property).and_then(number_of);
                 match value {
-                    Some(v) => steps.iter().rev().find(|(t, _)| v >= *t).map(|(_, c)| *c).or(*default),
+                    Some(v) => steps
+                        .iter()
+                        .rev()
+                        .find(|(t, _)| v >= *t)
+                        .map(|(_, c)| *c)
+                        .or(*default),
                     None => *default,
                 }
             }
@@ -152,21 +182,39 @@ impl<'de> Deserialize<'de> for ColorRule {
         })?;
         match raw {
             RawColor::Fixed(c) => Ok(ColorRule::Fixed(c)),
-            RawColor::Rule { property, cases: Some(cases), steps: None, default } => {
-                Ok(ColorRule::Match { property, cases, default })
-            }
-            RawColor::Rule { property, cases: None, steps: Some(steps), default } => {
+            RawColor::Rule {
+                property,
+                cases: Some(cases),
+                steps: None,
+                default,
+            } => Ok(ColorRule::Match {
+                property,
+                cases,
+                default,
+            }),
+            RawColor::Rule {
+                property,
+                cases: None,
+                steps: Some(steps),
+                default,
+            } => {
                 if steps.is_empty() {
-                    return Err(D::Error::custom("\"steps\" needs at least one [value, colour]"));
+                    return Err(D::Error::custom(
+                        "\"steps\" needs at least one [value, colour]",
+                    ));
                 }
                 if steps.windows(2).any(|w| w[0].0 >= w[1].0) {
                     return Err(D::Error::custom("\"steps\" thresholds must increase"));
                 }
-                Ok(ColorRule::Steps { property, steps, default })
+                Ok(ColorRule::Steps {
+                    property,
+                    steps,
+                    default,
+                })
             }
-            RawColor::Rule { .. } => {
-                Err(D::Error::custom("a data-driven colour needs exactly one of \"match\" or \"steps\""))
-            }
+            RawColor::Rule { .. } => Err(D::Error::custom(
+                "a data-driven colour needs exactly one of \"match\" or \"steps\"",
+            )),
         }
     }
 }
@@ -192,7 +240,10 @@ impl Size {
                 if z >= last.0 {
                     return last.1;
                 }
-                let i = stops.iter().position(|s| s.0 > z).unwrap_or(stops.len() - 1);
+                let i = stops
+                    .iter()
+                    .position(|s| s.0 > z)
+                    .unwrap_or(stops.len() - 1);
                 let (a, b) = (stops[i - 1], stops[i]);
                 a.1 + (b.1 - a.1) * (z - a.0) / (b.0 - a.0)
             }
@@ -248,7 +299,9 @@ fn opacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(serde::de::Error::custom(format!("opacity {v} is outside 0..1")))
+        Err(serde::de::Error::custom(format!(
+            "opacity {v} is outside 0..1"
+        )))
     }
 }
 
@@ -322,8 +375,16 @@ impl Default for Style {
                 outline_width: default_width(),
                 outline_opacity: 1.0,
             },
-            line: LineStyle { color: fixed("#335588"), width: default_width(), opacity: 1.0 },
-            point: PointStyle { color: fixed("#cc3333"), radius: default_radius(), opacity: 1.0 },
+            line: LineStyle {
+                color: fixed("#335588"),
+                width: default_width(),
+                opacity: 1.0,
+            },
+            point: PointStyle {
+                color: fixed("#cc3333"),
+                radius: default_radius(),
+                opacity: 1.0,
+            },
         }
     }
 }
@@ -361,8 +422,15 @@ impl Style {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." { "document".to_string() } else { path };
-            StyleError { path, message: e.into_inner().to_string() }
+            let path = if path == "." {
+                "document".to_string()
+            } else {
+                path
+            };
+            StyleError {
+                path,
+                message: e.into_inner().to_string(),
+            }
         })
     }
 

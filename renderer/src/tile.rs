@@ -41,7 +41,11 @@ impl TileId {
         let last = tiles_per_side(z) - 1;
         let col = ((ux * n).floor().max(0.0) as u64).min(last);
         let row = ((uy * n).floor().max(0.0) as u64).min(last);
-        Self { z, x: col as u32, y: row as u32 }
+        Self {
+            z,
+            x: col as u32,
+            y: row as u32,
+        }
     }
 
     /// The tile's extent in unit Mercator coordinates.
@@ -73,7 +77,11 @@ impl TileId {
 
     /// The tile one zoom level up that contains this one.
     pub fn parent(&self) -> Option<Self> {
-        (self.z > 0).then(|| Self { z: self.z - 1, x: self.x / 2, y: self.y / 2 })
+        (self.z > 0).then(|| Self {
+            z: self.z - 1,
+            x: self.x / 2,
+            y: self.y / 2,
+        })
     }
 
     /// The relative path `z/x/y` (without extension).

@@ -1,1 +1,12 @@
-//! placeholder
+//! tilefarm workers: turning layers into stored tiles.
+//!
+//! [`render_pyramid`] draws every tile of a zoom range metatile by metatile on the
+//! rayon pool and hands each PNG to a [`TileSink`]: a [`DirSink`] (`z/x/y.png`
+//! files) or an [`ObjectStoreSink`] (any `object_store` backend).
+#![forbid(unsafe_code)]
+
+mod pyramid;
+mod sink;
+
+pub use pyramid::{PyramidOptions, RenderError, Summary, check_options, render_pyramid};
+pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

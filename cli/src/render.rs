@@ -1,0 +1,172 @@
+//! `tilefarm render`: GeoJSON to a PNG tile pyramid on disk or in an object store.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tilefarm_renderer::{Layer, OnInvalid, ReadOptions, Style, read_geojson};
+use tilefarm_worker::{
+    DirSink, ObjectStoreSink, PyramidOptions, TileSink, check_options, render_pyramid,
+};
+
+use crate::progress::Progress;
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// GeoJSON or newline-delimited GeoJSON (GeoJSONSeq) file; `-` reads stdin.
+    pub input: PathBuf,
+    /// Zoom range, `MIN-MAX` or a single zoom.
+    #[arg(long, default_value = "0-5", value_parser = parse_zooms)]
+    pub zooms: (u8, u8),
+    /// Output: a directory (`z/x/y.png`) or an object store URL (`file:///...`, `memory:///`).
+    #[arg(long, env = "TILEFARM_OUT")]
+    pub out: String,
+    /// Style JSON file (default: the reference style).
+    #[arg(long)]
+    pub style: Option<PathBuf>,
+    /// Tiles per metatile side: 1, 2, 4, 8 or 16.
+    #[arg(long, default_value_t = 8)]
+    pub metatile: u32,
+    /// Tile size in pixels: 256, or 512 for `@2x` tiles.
+    #[arg(long, default_value_t = 256)]
+    pub tile_size: u32,
+    /// Leave out invalid features (each is reported) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Do not store fully transparent tiles (a tile server answers them itself).
+    #[arg(long)]
+    pub skip_empty: bool,
+    /// Write a full copy of each one-colour tile instead of a hard link to one file.
+    #[arg(long)]
+    pub no_link: bool,
+    /// Render threads (default: one per core).
+    #[arg(long, env = "TILEFARM_THREADS")]
+    pub threads: Option<usize>,
+}
+
+fn parse_zooms(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("{s:?} is not a zoom range; expected MIN-MAX such as 0-7, or one zoom");
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ),
+        None => {
+            let z = s.trim().parse().map_err(|_| bad())?;
+            (z, z)
+        }
+    };
+    if a > b {
+        return Err(format!("zoom range {s:?} runs backwards"));
+    }
+    Ok((a, b))
+}
+
+pub fn run(args: RenderArgs) -> Result<()> {
+    let options = PyramidOptions {
+        zooms: args.zooms.0..=args.zooms.1,
+        metatile: args.metatile,
+        tile_size: args.tile_size,
+        skip_empty: args.skip_empty,
+    };
+    check_options(&options)?;
+    let style = match &args.style {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the style file {}", path.display()))?;
+            Style::from_json(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Style::default(),
+    };
+
+    let name = args.input.display().to_string();
+    let reader: Box<dyn Read> = if name == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(&args.input).with_context(|| format!("cannot open {name}"))?)
+    };
+    let read_options = ReadOptions {
+        on_invalid: if args.skip_invalid {
+            OnInvalid::Skip
+        } else {
+            OnInvalid::Fail
+        },
+    };
+    let started = std::time::Instant::now();
+    let report = read_geojson(reader, &read_options)
+        .with_context(|| format!("{name} is not usable GeoJSON"))?;
+    for skipped in &report.skipped {
+        tracing::warn!("{name}: skipped {skipped}");
+    }
+    let layer = Layer::new(&report.features, &style);
+    tracing::info!(
+        features = report.features.len(),
+        skipped = report.skipped.len(),
+        "read {name} in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("cannot start the render threads")?;
+    let runtime;
+    let sink: Box<dyn TileSink> = if args.out.contains("://") {
+        runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("cannot start the I/O runtime")?;
+        let url =
+            url::Url::parse(&args.out).with_context(|| format!("{:?} is not a URL", args.out))?;
+        let (store, prefix) = object_store::parse_url(&url)
+            .with_context(|| format!("cannot open the object store {}", args.out))?;
+        Box::new(ObjectStoreSink::new(
+            Arc::from(store),
+            prefix,
+            runtime.handle().clone(),
+        ))
+    } else {
+        let dir = PathBuf::from(&args.out);
+        if dir.is_file() {
+            bail!("--out {} is a file; give a directory", dir.display());
+        }
+        let sink = DirSink::new(&dir, !args.no_link)?;
+        write_viewer(&dir, &options)?;
+        Box::new(sink)
+    };
+
+    let total = options.tile_count();
+    let progress = Progress::new(total, "rendering");
+    let summary =
+        pool.install(|| render_pyramid(&layer, &options, sink.as_ref(), &|n| progress.add(n)))?;
+    progress.finish();
+    let secs = summary.elapsed.as_secs_f64();
+    println!(
+        "rendered {} tiles (z{}-{}) in {:.2} s: {:.0} tiles/s; {} encoded, {} uniform ({} empty, {} skipped); {} metatiles drawn; {:.1} MB written",
+        summary.tiles,
+        args.zooms.0,
+        args.zooms.1,
+        secs,
+        summary.tiles as f64 / secs.max(1e-9),
+        summary.encoded,
+        summary.uniform,
+        summary.empty,
+        summary.skipped,
+        summary.metatiles_drawn,
+        summary.bytes as f64 / 1e6,
+    );
+    Ok(())
+}
+
+/// Writes `index.html`, a small map viewer for the pyramid, beside the tiles.
+fn write_viewer(dir: &std::path::Path, options: &PyramidOptions) -> Result<()> {
+    let html = include_str!("viewer.html")
+        .replace("{{MINZOOM}}", &options.zooms.start().to_string())
+        .replace("{{MAXZOOM}}", &options.zooms.end().to_string());
+    let path = dir.join("index.html");
+    std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))
+}

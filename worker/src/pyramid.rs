@@ -1,0 +1,222 @@
+//! Rendering a whole tile pyramid: every tile of a zoom range, metatile by
+//! metatile, in parallel with rayon.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use tilefarm_renderer::{
+    Layer, MetaTile, PngError, Rgba, TileId, TileImage, ZoomLayer, encode_png, render_metatile,
+    tiles_per_side,
+};
+
+use crate::sink::{SinkError, TileSink};
+
+/// What to render.
+#[derive(Clone, Debug)]
+pub struct PyramidOptions {
+    pub zooms: RangeInclusive<u8>,
+    /// Tiles per metatile side (clamped to the world's width at low zooms).
+    pub metatile: u32,
+    /// 256, or 512 for `@2x` tiles.
+    pub tile_size: u32,
+    /// Leave fully transparent tiles out instead of storing them.
+    pub skip_empty: bool,
+}
+
+impl Default for PyramidOptions {
+    fn default() -> Self {
+        PyramidOptions {
+            zooms: 0..=5,
+            metatile: 8,
+            tile_size: 256,
+            skip_empty: false,
+        }
+    }
+}
+
+impl PyramidOptions {
+    /// Every tile in the zoom range.
+    pub fn tile_count(&self) -> u64 {
+        self.zooms
+            .clone()
+            .map(|z| tiles_per_side(z) * tiles_per_side(z))
+            .sum()
+    }
+}
+
+/// Why a pyramid could not be finished.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("tile {tile}: {source}")]
+    Sink { tile: TileId, source: SinkError },
+    #[error("tile {tile}: {source}")]
+    Png { tile: TileId, source: PngError },
+    #[error("invalid options: {0}")]
+    Options(String),
+}
+
+/// What a pyramid render did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Tiles in the pyramid.
+    pub tiles: u64,
+    /// Tiles with more than one colour, each encoded on its own.
+    pub encoded: u64,
+    /// Tiles of one colour (including transparent ones), encoded once per colour.
+    pub uniform: u64,
+    /// Fully transparent tiles (a subset of `uniform`).
+    pub empty: u64,
+    /// Transparent tiles left out (with `skip_empty`).
+    pub skipped: u64,
+    /// Metatiles drawn (the others had no feature near them).
+    pub metatiles_drawn: u64,
+    /// PNG bytes handed to the sink, counting each uniform tile's bytes once per tile.
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    encoded: AtomicU64,
+    uniform: AtomicU64,
+    empty: AtomicU64,
+    skipped: AtomicU64,
+    drawn: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// PNGs of one-colour tiles, encoded once per colour.
+#[derive(Default)]
+struct UniformCache {
+    pngs: Mutex<HashMap<Rgba, Arc<Vec<u8>>>>,
+}
+
+impl UniformCache {
+    fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
+        if let Some(png) = self.pngs.lock().expect("lock").get(&color) {
+            return Ok(png.clone());
+        }
+        let png = Arc::new(encode_png(&TileImage::Uniform(color), size)?);
+        Ok(self
+            .pngs
+            .lock()
+            .expect("lock")
+            .entry(color)
+            .or_insert(png)
+            .clone())
+    }
+}
+
+/// Checks the options before any work starts.
+pub fn check_options(options: &PyramidOptions) -> Result<(), RenderError> {
+    let bad = |m: String| Err(RenderError::Options(m));
+    if options.zooms.is_empty() {
+        return bad(format!("the zoom range {:?} is empty", options.zooms));
+    }
+    if *options.zooms.end() > 24 {
+        return bad(format!(
+            "zoom {} is deeper than the deepest supported, 24",
+            options.zooms.end()
+        ));
+    }
+    if !matches!(options.tile_size, 256 | 512) {
+        return bad(format!("tile size {} is not 256 or 512", options.tile_size));
+    }
+    if !options.metatile.is_power_of_two() || options.metatile > 16 {
+        return bad(format!(
+            "metatile size {} is not a power of two from 1 to 16",
+            options.metatile
+        ));
+    }
+    Ok(())
+}
+
+/// Renders every tile of `options.zooms` into `sink`, calling `progress` with the
+/// number of tiles finished as work completes. Uses the current rayon pool; the
+/// output is the same bytes whatever the number of threads.
+pub fn render_pyramid(
+    layer: &Layer,
+    options: &PyramidOptions,
+    sink: &dyn TileSink,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Summary, RenderError> {
+    check_options(options)?;
+    let started = Instant::now();
+    let ts = options.tile_size;
+    let zooms: Vec<ZoomLayer> = options
+        .zooms
+        .clone()
+        .into_par_iter()
+        .map(|z| ZoomLayer::new(layer, z, ts))
+        .collect();
+    // Deep zooms first: their metatiles are the biggest pieces of work.
+    let work: Vec<(usize, MetaTile)> = zooms
+        .iter()
+        .enumerate()
+        .rev()
+        .flat_map(|(i, zl)| MetaTile::all(zl.zoom(), options.metatile).map(move |m| (i, m)))
+        .collect();
+    let counters = Counters::default();
+    let cache = UniformCache::default();
+    work.par_iter()
+        .try_for_each(|&(i, meta)| -> Result<(), RenderError> {
+            let zl = &zooms[i];
+            let rendered = render_metatile(zl, meta);
+            if !rendered.is_blank() {
+                counters.drawn.fetch_add(1, Ordering::Relaxed);
+            }
+            for t in meta.tiles() {
+                match rendered.tile(t) {
+                    TileImage::Uniform(color) => {
+                        counters.uniform.fetch_add(1, Ordering::Relaxed);
+                        if color.is_invisible() {
+                            counters.empty.fetch_add(1, Ordering::Relaxed);
+                            if options.skip_empty {
+                                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        }
+                        let png = cache
+                            .get(color, ts)
+                            .map_err(|source| RenderError::Png { tile: t, source })?;
+                        sink.put_uniform(t, color, &png)
+                            .map_err(|source| RenderError::Sink { tile: t, source })?;
+                        counters
+                            .bytes
+                            .fetch_add(png.len() as u64, Ordering::Relaxed);
+                    }
+                    image @ TileImage::Pixels(_) => {
+                        let png = encode_png(&image, ts)
+                            .map_err(|source| RenderError::Png { tile: t, source })?;
+                        sink.put(t, &png)
+                            .map_err(|source| RenderError::Sink { tile: t, source })?;
+                        counters.encoded.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .bytes
+                            .fetch_add(png.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            progress(meta.tile_count());
+            Ok(())
+        })?;
+    sink.finish().map_err(|source| RenderError::Sink {
+        tile: TileId { z: 0, x: 0, y: 0 },
+        source,
+    })?;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    Ok(Summary {
+        tiles: options.tile_count(),
+        encoded: get(&counters.encoded),
+        uniform: get(&counters.uniform),
+        empty: get(&counters.empty),
+        skipped: get(&counters.skipped),
+        metatiles_drawn: get(&counters.drawn),
+        bytes: get(&counters.bytes),
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,218 @@
+//! Where rendered tiles go: a `z/x/y.png` directory, or an object store.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use object_store::path::Path as StorePath;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use tilefarm_renderer::{Rgba, TileId};
+
+/// A failure to store a tile.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("could not write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("could not store {key}: {source}")]
+    Store {
+        key: String,
+        source: object_store::Error,
+    },
+}
+
+pub type SinkResult<T> = Result<T, SinkError>;
+
+/// Receives finished tiles. Called from many threads at once.
+pub trait TileSink: Sync {
+    /// Stores one encoded tile.
+    fn put(&self, tile: TileId, png: &[u8]) -> SinkResult<()>;
+
+    /// Stores a tile that is one colour all over. `png` is the same bytes for every
+    /// tile of that colour, so a sink may store it once and refer to it.
+    fn put_uniform(&self, tile: TileId, _color: Rgba, png: &[u8]) -> SinkResult<()> {
+        self.put(tile, png)
+    }
+
+    /// Makes everything stored so far durable.
+    fn finish(&self) -> SinkResult<()> {
+        Ok(())
+    }
+}
+
+/// Writes `DIR/z/x/y.png`. A tile that already exists is replaced atomically
+/// (written to a temporary name and renamed), so a reader never sees half of it. With `link_uniform`, tiles of one colour are
+/// hard links to a single file under `DIR/.uniform/`, costing no data write each.
+#[derive(Debug)]
+pub struct DirSink {
+    root: PathBuf,
+    link_uniform: bool,
+    made: Mutex<std::collections::HashSet<(u8, u32)>>,
+    uniform: Mutex<HashMap<Rgba, PathBuf>>,
+}
+
+impl DirSink {
+    pub fn new(root: impl Into<PathBuf>, link_uniform: bool) -> SinkResult<DirSink> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|source| SinkError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(DirSink {
+            root,
+            link_uniform,
+            made: Mutex::default(),
+            uniform: Mutex::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of a tile.
+    pub fn tile_path(&self, t: TileId) -> PathBuf {
+        self.root
+            .join(t.z.to_string())
+            .join(t.x.to_string())
+            .join(format!("{}.png", t.y))
+    }
+
+    fn column(&self, t: TileId) -> SinkResult<PathBuf> {
+        let dir = self.root.join(t.z.to_string()).join(t.x.to_string());
+        let mut made = self.made.lock().expect("lock");
+        if made.insert((t.z, t.x)) {
+            fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(dir)
+    }
+
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> SinkError + '_ {
+        move |source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl TileSink for DirSink {
+    fn put(&self, t: TileId, png: &[u8]) -> SinkResult<()> {
+        let dir = self.column(t)?;
+        let path = dir.join(format!("{}.png", t.y));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            // A new tile is written in place: nobody can have served it yet.
+            Ok(mut file) => file.write_all(png).map_err(Self::io(&path)),
+            // A tile being replaced is swapped in whole.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let tmp = dir.join(format!(".{}.png.tmp", t.y));
+                fs::write(&tmp, png).map_err(Self::io(&tmp))?;
+                fs::rename(&tmp, &path).map_err(Self::io(&path))
+            }
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+
+    fn put_uniform(&self, t: TileId, color: Rgba, png: &[u8]) -> SinkResult<()> {
+        if !self.link_uniform {
+            return self.put(t, png);
+        }
+        let source = {
+            let mut uniform = self.uniform.lock().expect("lock");
+            match uniform.get(&color) {
+                Some(p) => p.clone(),
+                None => {
+                    let dir = self.root.join(".uniform");
+                    fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+                    let hex = color.to_string();
+                    let p = dir.join(format!("{}.png", hex.trim_start_matches('#')));
+                    fs::write(&p, png).map_err(Self::io(&p))?;
+                    uniform.insert(color, p.clone());
+                    p
+                }
+            }
+        };
+        let dir = self.column(t)?;
+        let path = dir.join(format!("{}.png", t.y));
+        match fs::hard_link(&source, &path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let tmp = dir.join(format!(".{}.png.tmp", t.y));
+                let _ = fs::remove_file(&tmp);
+                fs::hard_link(&source, &tmp).map_err(Self::io(&tmp))?;
+                fs::rename(&tmp, &path).map_err(Self::io(&path))
+            }
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+}
+
+/// Writes tiles to an [`ObjectStore`] under `prefix/z/x/y.png`.
+#[derive(Debug)]
+pub struct ObjectStoreSink {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    runtime: tokio::runtime::Handle,
+    attributes: Attributes,
+}
+
+impl ObjectStoreSink {
+    /// A sink on `store` under `prefix`, driving its I/O on `runtime`. Call it from
+    /// threads that are not themselves running async tasks (rayon threads are fine).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: StorePath,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        ObjectStoreSink {
+            store,
+            prefix,
+            runtime,
+            attributes: Attributes::new(),
+        }
+    }
+
+    /// Stores tiles with `Content-Type: image/png` and this `Cache-Control`, for
+    /// stores that keep object metadata (S3 and its kin; not a local directory).
+    pub fn with_http_headers(mut self, cache_control: &str) -> Self {
+        self.attributes
+            .insert(Attribute::ContentType, "image/png".into());
+        self.attributes
+            .insert(Attribute::CacheControl, cache_control.to_string().into());
+        self
+    }
+
+    /// The key of a tile.
+    pub fn key(&self, t: TileId) -> StorePath {
+        let mut key = self.prefix.clone();
+        for part in [t.z.to_string(), t.x.to_string(), format!("{}.png", t.y)] {
+            key = key.join(part);
+        }
+        key
+    }
+}
+
+impl TileSink for ObjectStoreSink {
+    fn put(&self, t: TileId, png: &[u8]) -> SinkResult<()> {
+        let key = self.key(t);
+        let opts = PutOptions {
+            attributes: self.attributes.clone(),
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(bytes::Bytes::copy_from_slice(png));
+        self.runtime
+            .block_on(self.store.put_opts(&key, payload, opts))
+            .map(|_| ())
+            .map_err(|source| SinkError::Store {
+                key: key.to_string(),
+                source,
+            })
+    }
+}
