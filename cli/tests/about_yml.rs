@@ -72,7 +72,7 @@ fn team_has_a_lead() {
         text(member, "role");
     }
     assert!(
-        team.iter().any(|m| m["role"] == Value::from("lead")),
+        team.iter().any(|m| m["role"] == "lead"),
         "one member has role: lead"
     );
 }

@@ -103,39 +103,22 @@ pub fn clip_ring(ring: &[Coord<f64>], rect: &Rect) -> Vec<Coord<f64>> {
     input
 }
 
-/// Clips a polyline to `rect` with Liang–Barsky, appending each piece inside to
-/// `out`. Vertices inside the rectangle come out unchanged; a closed ring wholly
-/// inside comes out as one piece ending where it began.
-pub fn clip_polyline(line: &[Coord<f64>], rect: &Rect, out: &mut Vec<Vec<Coord<f64>>>) {
+/// Appends to `out` the runs of whole segments of `line` that meet `rect`, with
+/// their vertices unchanged (nothing is cut, so what is drawn of a segment never
+/// depends on the rectangle). A closed ring wholly kept stays closed.
+pub fn segments_meeting(line: &[Coord<f64>], rect: &Rect, out: &mut Vec<Vec<Coord<f64>>>) {
     let mut current: Vec<Coord<f64>> = Vec::new();
     for w in line.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        match clip_segment(a, b, rect) {
-            None => {
-                if current.len() > 1 {
-                    out.push(std::mem::take(&mut current));
-                }
-                current.clear();
+        if segment_meets(w[0], w[1], rect) {
+            if current.is_empty() {
+                current.push(w[0]);
             }
-            Some((p, q)) => {
-                if current.is_empty() {
-                    current.push(p);
-                } else if p != a {
-                    // Re-entered the rectangle mid-segment: start a new piece.
-                    if current.len() > 1 {
-                        out.push(std::mem::take(&mut current));
-                    }
-                    current.clear();
-                    current.push(p);
-                }
-                current.push(q);
-                if q != b {
-                    out.push(std::mem::take(&mut current));
-                }
-            }
+            current.push(w[1]);
+        } else if !current.is_empty() {
+            out.push(std::mem::take(&mut current));
         }
     }
-    if current.len() > 1 {
+    if !current.is_empty() {
         out.push(current);
     }
 }
@@ -234,24 +217,32 @@ mod tests {
     }
 
     #[test]
-    fn polyline_leaving_and_reentering_splits() {
-        let line = [c(1.0, 5.0), c(15.0, 5.0), c(15.0, 8.0), c(1.0, 8.0)];
+    fn segments_leaving_and_reentering_split_the_run() {
+        let line = [
+            c(1.0, 5.0),
+            c(15.0, 5.0),
+            c(30.0, 5.0),
+            c(30.0, 8.0),
+            c(15.0, 8.0),
+            c(1.0, 8.0),
+        ];
         let mut out = Vec::new();
-        clip_polyline(&line, &R, &mut out);
+        segments_meeting(&line, &R, &mut out);
         assert_eq!(
             out,
             vec![
-                vec![c(1.0, 5.0), c(10.0, 5.0)],
-                vec![c(10.0, 8.0), c(1.0, 8.0)]
+                vec![c(1.0, 5.0), c(15.0, 5.0)],
+                vec![c(15.0, 8.0), c(1.0, 8.0)]
             ]
         );
     }
 
     #[test]
-    fn polyline_crossing_keeps_the_middle() {
+    fn a_segment_crossing_is_kept_whole() {
         let line = [c(-10.0, 5.0), c(20.0, 5.0)];
         let mut out = Vec::new();
-        clip_polyline(&line, &R, &mut out);
-        assert_eq!(out, vec![vec![c(0.0, 5.0), c(10.0, 5.0)]]);
+        segments_meeting(&line, &R, &mut out);
+        assert_eq!(out, vec![line.to_vec()]);
+        assert!(!segment_meets(c(-10.0, -5.0), c(20.0, -5.0), &R));
     }
 }

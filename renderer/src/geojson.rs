@@ -292,7 +292,7 @@ impl Collector {
         }
     }
 
-    /// Records the first record's location properly once a second record shows up.
+    /// The record number for a top-level Feature or geometry (one record of a sequence).
     fn record_label(&self) -> Option<usize> {
         Some(self.record)
     }

@@ -15,6 +15,7 @@ mod metatile;
 mod png;
 mod prepare;
 mod raster;
+mod stroke;
 mod style;
 mod tile;
 

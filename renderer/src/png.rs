@@ -24,8 +24,7 @@ pub fn encode_png(image: &TileImage, size: u32) -> Result<Vec<u8>, PngError> {
 pub fn encode_rgba(rgba: &[u8], size: u32) -> Result<Vec<u8>, PngError> {
     assert_eq!(rgba.len(), (size * size * 4) as usize, "pixel buffer size");
     let mut out = Vec::with_capacity(8 * 1024);
-    let encoder =
-        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Paeth);
+    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Paeth);
     if rgba.chunks_exact(4).all(|p| p[3] == 255) {
         let mut rgb = Vec::with_capacity(rgba.len() / 4 * 3);
         for p in rgba.chunks_exact(4) {

@@ -193,7 +193,45 @@ pub struct ZoomLayer {
     pub(crate) reach: u32,
 }
 
-fn snap(v: f64) -> f64 {
+/// Splits every segment where it crosses a tile boundary (multiples of `cell`
+/// world pixels), the new vertices snapped like the others. Every segment then lies
+/// within one tile, so a rasterizer never has to cut a segment that crosses a
+/// visible tile: the tile comes out the same whatever canvas it is drawn on.
+pub(crate) fn split_at_grid(ls: LineString<f64>, cell: f64) -> LineString<f64> {
+    let mut out: Vec<Coord<f64>> = Vec::with_capacity(ls.0.len() * 2);
+    let mut ts: Vec<f64> = Vec::new();
+    for w in ls.0.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        out.push(a);
+        ts.clear();
+        for (p, q) in [(a.x, b.x), (a.y, b.y)] {
+            let (lo, hi) = (p.min(q), p.max(q));
+            let mut k = (lo / cell).floor() + 1.0;
+            while k * cell < hi {
+                ts.push((k * cell - p) / (q - p));
+                k += 1.0;
+            }
+        }
+        ts.sort_by(f64::total_cmp);
+        for &t in &ts {
+            let c = Coord {
+                x: snap(a.x + t * (b.x - a.x)),
+                y: snap(a.y + t * (b.y - a.y)),
+            };
+            if out.last() != Some(&c) && c != b {
+                out.push(c);
+            }
+        }
+    }
+    if let Some(&last) = ls.0.last()
+        && out.last() != Some(&last)
+    {
+        out.push(last);
+    }
+    LineString(out)
+}
+
+pub(crate) fn snap(v: f64) -> f64 {
     (v * QUANTUM).round() / QUANTUM
 }
 
@@ -241,6 +279,7 @@ impl ZoomLayer {
             .ceil() as u32
             + 2;
         let eps = SIMPLIFY_PX;
+        let cell = f64::from(tile_size);
         let mut entries = Vec::new();
         let features: Vec<LayerFeature> = layer
             .features
@@ -252,12 +291,12 @@ impl ZoomLayer {
                 for poly in &f.shapes.polygons {
                     let ring_px = |ring: &LineString<f64>| {
                         let px = to_pixels(ring, scale);
-                        let simple = snapped(&px.simplify(eps));
+                        let simple = split_at_grid(snapped(&px.simplify(eps)), cell);
                         if simple.0.len() >= 4 {
                             return Some(simple);
                         }
                         // Simplification collapsed a tiny ring: keep it as it is.
-                        let full = snapped(&px);
+                        let full = split_at_grid(snapped(&px), cell);
                         (full.0.len() >= 4).then_some(full)
                     };
                     // A polygon whose exterior vanishes at this zoom draws nothing.
@@ -275,7 +314,8 @@ impl ZoomLayer {
                     shapes.polygons.push(rings);
                 }
                 for line in &f.shapes.lines {
-                    let mut simple = snapped(&to_pixels(line, scale).simplify(eps));
+                    let mut simple =
+                        split_at_grid(snapped(&to_pixels(line, scale).simplify(eps)), cell);
                     if simple.0.len() == 1 {
                         // A line shorter than the snapping grid: keep it as a dot-sized line.
                         simple.0.push(simple.0[0]);

@@ -1,14 +1,12 @@
 //! Drawing metatiles with tiny-skia and slicing them into tiles.
 
 use geo::Coord;
-use tiny_skia::{
-    FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, PremultipliedColorU8, Stroke,
-    Transform,
-};
+use tiny_skia::{FillRule, Paint, PathBuilder, Pixmap, PremultipliedColorU8, Transform};
 
-use crate::clip::{Rect, clip_polyline, clip_ring};
+use crate::clip::{Rect, clip_ring, segments_meeting};
 use crate::metatile::MetaTile;
 use crate::prepare::{Part, ZoomLayer};
+use crate::stroke::stroke_polygons;
 use crate::style::Rgba;
 use crate::tile::TileId;
 
@@ -111,15 +109,6 @@ fn paint_of(c: Rgba) -> Paint<'static> {
     paint
 }
 
-fn stroke_of(width: f32) -> Stroke {
-    Stroke {
-        width,
-        line_cap: LineCap::Butt,
-        line_join: LineJoin::Miter,
-        ..Stroke::default()
-    }
-}
-
 /// Draws metatile `meta` of the prepared zoom layer.
 pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
     assert_eq!(
@@ -212,11 +201,18 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                 pieces.clear();
                 for &p in &polygons {
                     for ring in &shapes.polygons[p as usize] {
-                        clip_polyline(&ring.0, &stroke_rect, &mut pieces);
+                        clip_ring_outline(&ring.0, &stroke_rect, &mut pieces);
                     }
                 }
                 touched.pieces(&pieces, stroke_reach(sizes.outline_width));
-                stroke_pieces(&mut pixmap, &pieces, &local, outline, sizes.outline_width);
+                stroke_pieces(
+                    &mut pixmap,
+                    &pieces,
+                    &local,
+                    outline,
+                    sizes.outline_width,
+                    f64::from(ts),
+                );
             }
         }
 
@@ -249,10 +245,17 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                     }
                 }
                 let coords = &shapes.lines[line as usize].0[start as usize..=end as usize];
-                clip_polyline(coords, &stroke_rect, &mut pieces);
+                segments_meeting(coords, &stroke_rect, &mut pieces);
             }
             touched.pieces(&pieces, stroke_reach(sizes.line_width));
-            stroke_pieces(&mut pixmap, &pieces, &local, color, sizes.line_width);
+            stroke_pieces(
+                &mut pixmap,
+                &pieces,
+                &local,
+                color,
+                sizes.line_width,
+                f64::from(ts),
+            );
         }
 
         if let Some(color) = paint.point.filter(|_| sizes.point_radius > 0.0) {
@@ -288,30 +291,51 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
     }
 }
 
+/// The parts of a closed ring's outline to stroke near `rect`. A ring wholly kept
+/// stays closed; a ring partly kept is walked from a segment that is dropped, so
+/// no kept vertex loses its join.
+fn clip_ring_outline(ring: &[Coord<f64>], rect: &Rect, out: &mut Vec<Vec<Coord<f64>>>) {
+    let n = ring.len() - 1;
+    let Some(start) = (0..n).find(|&i| !crate::clip::segment_meets(ring[i], ring[i + 1], rect))
+    else {
+        out.push(ring.to_vec());
+        return;
+    };
+    // The ring rotated to begin after a dropped segment, closed again.
+    let open = &ring[..n];
+    let first = (start + 1) % n;
+    let rotated: Vec<Coord<f64>> = open[first..]
+        .iter()
+        .chain(&open[..first])
+        .chain(std::iter::once(&open[first]))
+        .copied()
+        .collect();
+    segments_meeting(&rotated, rect, out);
+}
+
 fn stroke_pieces(
     pixmap: &mut Pixmap,
     pieces: &[Vec<Coord<f64>>],
     local: &impl Fn(Coord<f64>) -> (f32, f32),
     color: Rgba,
     width: f32,
+    cell: f64,
 ) {
     let mut pb = PathBuilder::new();
-    for piece in pieces {
-        let (x, y) = local(piece[0]);
+    for poly in stroke_polygons(pieces, f64::from(width) / 2.0, cell) {
+        let (x, y) = local(poly[0]);
         pb.move_to(x, y);
-        for &c in &piece[1..] {
+        for &c in &poly[1..] {
             let (x, y) = local(c);
             pb.line_to(x, y);
         }
-        if piece.len() > 2 && piece.first() == piece.last() {
-            pb.close();
-        }
+        pb.close();
     }
     if let Some(path) = pb.finish() {
-        pixmap.stroke_path(
+        pixmap.fill_path(
             &path,
             &paint_of(color),
-            &stroke_of(width),
+            FillRule::Winding,
             Transform::identity(),
             None,
         );

@@ -154,17 +154,16 @@ fn number_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// A data-driven colour as written. Not an untagged enum with the fixed colour, so
+/// that the real problem (a bad colour inside, an unknown or missing member) is told.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RawColor {
-    Fixed(Rgba),
-    Rule {
-        property: String,
-        #[serde(rename = "match")]
-        cases: Option<BTreeMap<String, Rgba>>,
-        steps: Option<Vec<(f64, Rgba)>>,
-        default: Option<Rgba>,
-    },
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    property: String,
+    #[serde(rename = "match")]
+    cases: Option<BTreeMap<String, Rgba>>,
+    steps: Option<Vec<(f64, Rgba)>>,
+    default: Option<Rgba>,
 }
 
 impl<'de> Deserialize<'de> for ColorRule {
@@ -174,15 +173,15 @@ impl<'de> Deserialize<'de> for ColorRule {
         if let Value::String(s) = &v {
             return s.parse().map(ColorRule::Fixed).map_err(D::Error::custom);
         }
-        let raw = RawColor::deserialize(v).map_err(|e| {
-            D::Error::custom(format!(
+        if !v.is_object() {
+            return Err(D::Error::custom(format!(
                 "expected a colour such as \"#88aadd\", or {{\"property\", \"match\" or \"steps\", \
-                 \"default\"}} ({e})"
-            ))
-        })?;
+                 \"default\"}}, found {v}"
+            )));
+        }
+        let raw = RawRule::deserialize(v).map_err(D::Error::custom)?;
         match raw {
-            RawColor::Fixed(c) => Ok(ColorRule::Fixed(c)),
-            RawColor::Rule {
+            RawRule {
                 property,
                 cases: Some(cases),
                 steps: None,
@@ -192,7 +191,7 @@ impl<'de> Deserialize<'de> for ColorRule {
                 cases,
                 default,
             }),
-            RawColor::Rule {
+            RawRule {
                 property,
                 cases: None,
                 steps: Some(steps),
@@ -212,7 +211,7 @@ impl<'de> Deserialize<'de> for ColorRule {
                     default,
                 })
             }
-            RawColor::Rule { .. } => Err(D::Error::custom(
+            RawRule { .. } => Err(D::Error::custom(
                 "a data-driven colour needs exactly one of \"match\" or \"steps\"",
             )),
         }
@@ -311,7 +310,7 @@ fn one() -> f32 {
 
 /// How polygons are drawn.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PolygonStyle {
     pub fill: Option<ColorRule>,
     #[serde(default = "one", deserialize_with = "opacity")]
@@ -325,7 +324,7 @@ pub struct PolygonStyle {
 
 /// How lines are drawn.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LineStyle {
     pub color: Option<ColorRule>,
     #[serde(default = "default_width")]
@@ -336,7 +335,7 @@ pub struct LineStyle {
 
 /// How points are drawn: filled circles.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PointStyle {
     pub color: Option<ColorRule>,
     #[serde(default = "default_radius")]
@@ -353,7 +352,8 @@ fn default_radius() -> Size {
     Size::Fixed(2.0)
 }
 
-/// A complete style. Parts left out of the document keep their defaults.
+/// A complete style. Anything left out of the document keeps the reference
+/// style's value; a colour set to `null` is not drawn.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Style {
@@ -420,7 +420,7 @@ impl Style {
     /// Parses a style document, naming the place of any problem.
     pub fn from_json(text: &str) -> Result<Style, StyleError> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let style = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." {
                 "document".to_string()
@@ -431,7 +431,13 @@ impl Style {
                 path,
                 message: e.into_inner().to_string(),
             }
-        })
+        })?;
+        // Nothing but whitespace may follow the document.
+        de.end().map_err(|e| StyleError {
+            path: "document".into(),
+            message: e.to_string(),
+        })?;
+        Ok(style)
     }
 
     /// Resolves the data-driven colours for one feature.

@@ -15,13 +15,20 @@ use tilefarm_renderer::{Style, TileId};
 use tilefarm_worker::{DirSink, PyramidOptions, render_pyramid};
 
 fn mapnik_script() -> PathBuf {
-    std::env::var_os("TILEFARM_MAPNIK_SCRIPT").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/peers/mapnik_render.py"))
-    })
+    std::env::var_os("TILEFARM_MAPNIK_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/peers/mapnik_render.py"
+            ))
+        })
 }
 
 fn alpha(path: &std::path::Path) -> Vec<u8> {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgba8();
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
     assert_eq!(img.dimensions(), (256, 256), "{}", path.display());
     img.pixels().map(|p| p.0[3]).collect()
 }
@@ -58,7 +65,9 @@ fn fill_coverage_agrees_with_mapnik() {
         .arg(peer_dir.path())
         .args(["--zmax", &zmax.to_string(), "--metatile", "8"])
         .output()
-        .expect("run /usr/bin/python3 (Debian's python3 with python3-mapnik; scripts/test installs it)");
+        .expect(
+            "run /usr/bin/python3 (Debian's python3 with python3-mapnik; scripts/test installs it)",
+        );
     assert!(
         out.status.success(),
         "the Mapnik peer failed (is python3-mapnik installed? scripts/test installs it):\n{}",
@@ -68,7 +77,10 @@ fn fill_coverage_agrees_with_mapnik() {
     let ours = tempfile::tempdir().unwrap();
     let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
     let sink = DirSink::new(ours.path(), false).unwrap();
-    let options = PyramidOptions { zooms: 0..=zmax, ..Default::default() };
+    let options = PyramidOptions {
+        zooms: 0..=zmax,
+        ..Default::default()
+    };
     render_pyramid(&layer, &options, &sink, &|_| {}).unwrap();
 
     let (mut compared, mut agreed) = (0u64, 0u64);
@@ -90,15 +102,25 @@ fn fill_coverage_agrees_with_mapnik() {
                 }
                 if tile_compared > 0 {
                     let share = tile_agreed as f64 / tile_compared as f64;
-                    assert!(share >= 0.99, "tile {t}: coverage agrees on {:.2} % of settled pixels", share * 100.0);
+                    assert!(
+                        share >= 0.99,
+                        "tile {t}: coverage agrees on {:.2} % of settled pixels",
+                        share * 100.0
+                    );
                 }
                 compared += tile_compared;
                 agreed += tile_agreed;
             }
         }
     }
-    assert!(compared > 80 * 256 * 200, "too few settled pixels were compared: {compared}");
+    assert!(
+        compared > 80 * 256 * 200,
+        "too few settled pixels were compared: {compared}"
+    );
     let share = agreed as f64 / compared as f64;
-    eprintln!("coverage agrees with Mapnik on {:.3} % of {compared} settled pixels", share * 100.0);
+    eprintln!(
+        "coverage agrees with Mapnik on {:.3} % of {compared} settled pixels",
+        share * 100.0
+    );
     assert!(share >= 0.99);
 }

@@ -12,22 +12,41 @@ use object_store::memory::InMemory;
 use tilefarm_renderer::{Style, TileId};
 use tilefarm_worker::{DirSink, ObjectStoreSink, PyramidOptions, render_pyramid};
 
-fn render_dir(threads: usize, options: &PyramidOptions, dir: &std::path::Path) -> tilefarm_worker::Summary {
+fn render_dir(
+    threads: usize,
+    options: &PyramidOptions,
+    dir: &std::path::Path,
+) -> tilefarm_worker::Summary {
     let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let sink = DirSink::new(dir, true).unwrap();
-    pool.install(|| render_pyramid(&layer, options, &sink, &|_| {})).expect("render")
+    pool.install(|| render_pyramid(&layer, options, &sink, &|_| {}))
+        .expect("render")
 }
 
 #[test]
 fn one_thread_and_many_give_byte_identical_pyramids() {
-    let options = PyramidOptions { zooms: 0..=4, ..PyramidOptions::default() };
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let options = PyramidOptions {
+        zooms: 0..=4,
+        ..PyramidOptions::default()
+    };
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     let sa = render_dir(1, &options, a.path());
     let sb = render_dir(2, &options, b.path());
     let sc = render_dir(5, &options, c.path());
     let (ta, tb, tc) = (tree(a.path()), tree(b.path()), tree(c.path()));
-    assert!(ta.len() > 341, "every tile and the shared uniform files: {}", ta.len());
+    assert!(
+        ta.len() > 341,
+        "every tile and the shared uniform files: {}",
+        ta.len()
+    );
     assert!(ta == tb, "1 thread and 2 threads differ");
     assert!(ta == tc, "1 thread and 5 threads differ");
     assert_eq!((sa.encoded, sa.uniform), (sb.encoded, sb.uniform));
@@ -36,18 +55,25 @@ fn one_thread_and_many_give_byte_identical_pyramids() {
 
 #[test]
 fn every_tile_is_addressable_and_uniform_tiles_share_one_file() {
-    let options = PyramidOptions { zooms: 0..=4, ..PyramidOptions::default() };
+    let options = PyramidOptions {
+        zooms: 0..=4,
+        ..PyramidOptions::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let summary = render_dir(2, &options, dir.path());
     assert_eq!(summary.tiles, 1 + 4 + 16 + 64 + 256);
     assert_eq!(summary.encoded + summary.uniform, summary.tiles);
-    assert!(summary.uniform > 50, "a world pyramid has much open ocean: {summary:?}");
+    assert!(
+        summary.uniform > 50,
+        "a world pyramid has much open ocean: {summary:?}"
+    );
     let sink = DirSink::new(dir.path(), true).unwrap();
     for z in 0..=4u8 {
         for x in 0..1u32 << z {
             for y in 0..1u32 << z {
                 let path = sink.tile_path(TileId::new(z, x, y).unwrap());
-                let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let png =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let img = image::load_from_memory(&png).expect("a PNG");
                 assert_eq!((img.width(), img.height()), (256, 256));
             }
@@ -56,51 +82,89 @@ fn every_tile_is_addressable_and_uniform_tiles_share_one_file() {
     // Transparent tiles are hard links to one file.
     use std::os::unix::fs::MetadataExt;
     let empty = dir.path().join(".uniform/00000000.png");
-    let links = std::fs::metadata(&empty).expect("the shared transparent tile").nlink();
-    assert_eq!(links, summary.empty + 1, "each empty tile links to the one file");
+    let links = std::fs::metadata(&empty)
+        .expect("the shared transparent tile")
+        .nlink();
+    assert_eq!(
+        links,
+        summary.empty + 1,
+        "each empty tile links to the one file"
+    );
 }
 
 #[test]
 fn empty_tiles_can_be_left_out() {
-    let options = PyramidOptions { zooms: 0..=3, skip_empty: true, ..PyramidOptions::default() };
+    let options = PyramidOptions {
+        zooms: 0..=3,
+        skip_empty: true,
+        ..PyramidOptions::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let summary = render_dir(2, &options, dir.path());
     assert!(summary.skipped > 0);
     assert_eq!(summary.skipped, summary.empty);
-    let files = tree(dir.path()).keys().filter(|k| !k.starts_with('.') && k.ends_with(".png")).count();
+    let files = tree(dir.path())
+        .keys()
+        .filter(|k| !k.starts_with('.') && k.ends_with(".png"))
+        .count();
     assert_eq!(files as u64, summary.tiles - summary.skipped);
 }
 
 #[test]
 fn the_object_store_sink_holds_the_same_tiles_as_the_directory() {
-    let options = PyramidOptions { zooms: 0..=3, ..PyramidOptions::default() };
+    let options = PyramidOptions {
+        zooms: 0..=3,
+        ..PyramidOptions::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     render_dir(2, &options, dir.path());
     let on_disk = tree(dir.path());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let store = Arc::new(InMemory::new());
-    let sink = ObjectStoreSink::new(store.clone(), "layers/world".into(), runtime.handle().clone())
-        .with_http_headers("public, max-age=3600");
+    let sink = ObjectStoreSink::new(
+        store.clone(),
+        "layers/world".into(),
+        runtime.handle().clone(),
+    )
+    .with_http_headers("public, max-age=3600");
     let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
     let done = AtomicU64::new(0);
     let summary = render_pyramid(&layer, &options, &sink, &|n| {
         done.fetch_add(n, Ordering::Relaxed);
     })
     .unwrap();
-    assert_eq!(done.load(Ordering::Relaxed), summary.tiles, "progress adds up to the total");
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        summary.tiles,
+        "progress adds up to the total"
+    );
     runtime.block_on(async {
-        for (rel, bytes) in on_disk.iter().filter(|(k, _)| !k.starts_with('.') && k.ends_with(".png")) {
+        for (rel, bytes) in on_disk
+            .iter()
+            .filter(|(k, _)| !k.starts_with('.') && k.ends_with(".png"))
+        {
             let key = object_store::path::Path::from(format!("layers/world/{rel}"));
-            let got = store.get(&key).await.unwrap_or_else(|e| panic!("{key}: {e}"));
+            let got = store
+                .get(&key)
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
             let attrs = got.attributes.clone();
             assert_eq!(&got.bytes().await.unwrap()[..], &bytes[..], "{key}");
             assert_eq!(
-                attrs.get(&object_store::Attribute::ContentType).map(|v| v.as_ref()),
+                attrs
+                    .get(&object_store::Attribute::ContentType)
+                    .map(|v| v.as_ref()),
                 Some("image/png")
             );
             assert_eq!(
-                attrs.get(&object_store::Attribute::CacheControl).map(|v| v.as_ref()),
+                attrs
+                    .get(&object_store::Attribute::CacheControl)
+                    .map(|v| v.as_ref()),
                 Some("public, max-age=3600")
             );
         }
@@ -113,12 +177,35 @@ fn bad_options_are_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let sink = DirSink::new(dir.path(), true).unwrap();
     for (options, expected) in [
-        (PyramidOptions { tile_size: 300, ..Default::default() }, "tile size 300"),
-        (PyramidOptions { metatile: 3, ..Default::default() }, "metatile size 3"),
-        (PyramidOptions { zooms: 0..=25, ..Default::default() }, "zoom 25"),
+        (
+            PyramidOptions {
+                tile_size: 300,
+                ..Default::default()
+            },
+            "tile size 300",
+        ),
+        (
+            PyramidOptions {
+                metatile: 3,
+                ..Default::default()
+            },
+            "metatile size 3",
+        ),
+        (
+            PyramidOptions {
+                zooms: 0..=25,
+                ..Default::default()
+            },
+            "zoom 25",
+        ),
     ] {
-        let err = render_pyramid(&layer, &options, &sink, &|_| {}).unwrap_err().to_string();
-        assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+        let err = render_pyramid(&layer, &options, &sink, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(expected),
+            "{err:?} should mention {expected:?}"
+        );
     }
     assert!(tree(dir.path()).is_empty(), "nothing was written");
 }

@@ -1,0 +1,198 @@
+//! `tilefarm render` as a person runs it: a pyramid and a summary on success, a
+//! non-zero exit and a message naming the problem otherwise.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tilefarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+        .args(args)
+        .output()
+        .expect("run tilefarm")
+}
+
+fn sample(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn renders_a_viewable_pyramid_with_a_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("world");
+    let o = tilefarm(&[
+        "render",
+        &sample("ne_110m_countries.geojson"),
+        "--zooms",
+        "0-3",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("rendered 85 tiles (z0-3)"),
+        "summary: {stdout}"
+    );
+    for z in 0..=3u32 {
+        for x in 0..1u32 << z {
+            for y in 0..1u32 << z {
+                assert!(
+                    dir.join(format!("{z}/{x}/{y}.png")).is_file(),
+                    "tile {z}/{x}/{y}"
+                );
+            }
+        }
+    }
+    let html = std::fs::read_to_string(dir.join("index.html")).expect("a viewer page");
+    assert!(
+        html.contains("MINZ = 0, MAXZ = 3"),
+        "the viewer knows the zoom range"
+    );
+}
+
+#[test]
+fn renders_newline_delimited_input_at_2x_into_an_object_store_url() {
+    let out = tempfile::tempdir().unwrap();
+    let input = out.path().join("cities.geojsonl");
+    let text = std::fs::read_to_string(sample("ne_cities.geojson")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let lines: Vec<String> = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| serde_json::to_string(f).unwrap())
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let url = format!("file://{}/tiles", out.path().display());
+    std::fs::create_dir_all(out.path().join("tiles")).unwrap();
+    let o = tilefarm(&[
+        "render",
+        input.to_str().unwrap(),
+        "--zooms",
+        "0-2",
+        "--tile-size",
+        "512",
+        "--out",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = std::fs::read(out.path().join("tiles/2/1/1.png")).expect("a tile in the store");
+    assert_eq!(&png[1..4], b"PNG");
+    // 512 px wide: the IHDR width field.
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 512);
+}
+
+#[test]
+fn bad_input_fails_with_where_and_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.geojson");
+    std::fs::write(
+        &input,
+        r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}},
+            {"type":"Feature","id":"oops","properties":{},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0.5]]]}}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = tilefarm(&[
+        "render",
+        input.to_str().unwrap(),
+        "--zooms",
+        "0-1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("features[1]") && err.contains("id \"oops\"") && err.contains("not closed"),
+        "{err}"
+    );
+    assert!(
+        !out.join("0").exists(),
+        "no tiles are written from bad input"
+    );
+
+    // With --skip-invalid the good feature renders and the bad one is reported.
+    let o = tilefarm(&[
+        "render",
+        input.to_str().unwrap(),
+        "--zooms",
+        "0-1",
+        "--skip-invalid",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped features[1]"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_and_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let data = sample("ne_cities.geojson");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["render", &data, "--zooms", "5-2", "--out", out],
+            "runs backwards",
+        ),
+        (
+            vec!["render", &data, "--zooms", "a-b", "--out", out],
+            "not a zoom range",
+        ),
+        (
+            vec!["render", &data, "--tile-size", "300", "--out", out],
+            "tile size 300",
+        ),
+        (
+            vec!["render", &data, "--metatile", "6", "--out", out],
+            "metatile size 6",
+        ),
+        (
+            vec!["render", "/nonexistent/x.geojson", "--out", out],
+            "cannot open /nonexistent/x.geojson",
+        ),
+        (
+            vec![
+                "render",
+                &data,
+                "--style",
+                "/nonexistent/style.json",
+                "--out",
+                out,
+            ],
+            "cannot read the style file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let o = tilefarm(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(
+            stderr(&o).contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            stderr(&o)
+        );
+    }
+    let style = dir.path().join("style.json");
+    std::fs::write(&style, r##"{"polygon":{"fill":"#12345"}}"##).unwrap();
+    let o = tilefarm(&[
+        "render",
+        &data,
+        "--style",
+        style.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("polygon.fill"), "{}", stderr(&o));
+}
