@@ -1,10 +1,11 @@
 //! Stroking lines into polygons, in world-pixel coordinates.
 //!
-//! A stroke is drawn as the union (non-zero fill) of one quadrilateral per segment
-//! and one wedge per join, each computed in f64 from the line's own vertices,
-//! snapped, and split at tile boundaries like all geometry. So a stroke's pixels
-//! depend only on the line, never on the canvas it is drawn on: a tile cut from a
-//! metatile is the same as the tile drawn alone.
+//! A stroke is drawn as a filled ribbon around each line: the line offset by half
+//! the width on either side, with miter joins outside (bevelled past the miter
+//! limit) and butt ends. Every point is computed in f64 from the line's own
+//! vertices, snapped, and split at tile boundaries like all geometry, so a stroke's
+//! pixels depend only on the line, never on the canvas it is drawn on: a tile cut
+//! from a metatile is the same as the tile drawn alone.
 
 use geo::{Coord, LineString};
 
@@ -13,7 +14,7 @@ use crate::prepare::{snap, split_at_grid};
 /// Miter joins longer than this many half-widths become bevels.
 const MITER_LIMIT: f64 = 4.0;
 
-/// The polygons (open rings, all wound the same way) that make up the stroke of
+/// The rings (open: no repeated last point) whose non-zero fill is the stroke of
 /// `pieces` with `half_width`, split at multiples of `cell`.
 pub(crate) fn stroke_polygons(
     pieces: &[Vec<Coord<f64>>],
@@ -21,24 +22,6 @@ pub(crate) fn stroke_polygons(
     cell: f64,
 ) -> Vec<Vec<Coord<f64>>> {
     let mut out = Vec::new();
-    let mut emit = |poly: Vec<Coord<f64>>| {
-        let mut ring: Vec<Coord<f64>> = poly
-            .iter()
-            .map(|c| Coord {
-                x: snap(c.x),
-                y: snap(c.y),
-            })
-            .collect();
-        ring.push(ring[0]);
-        let mut ring = split_at_grid(LineString(ring), cell).0;
-        ring.pop();
-        if signed_area(&ring) < 0.0 {
-            ring.reverse();
-        }
-        if ring.len() >= 3 {
-            out.push(ring);
-        }
-    };
     for piece in pieces {
         // Drop repeated points: a zero-length segment has no direction.
         let mut pts: Vec<Coord<f64>> = Vec::with_capacity(piece.len());
@@ -47,64 +30,146 @@ pub(crate) fn stroke_polygons(
                 pts.push(c);
             }
         }
+        let closed = pts.len() > 3 && pts.first() == pts.last();
+        if closed {
+            pts.pop();
+        }
         if pts.len() < 2 {
             continue;
         }
-        let closed = pts.len() > 3 && pts.first() == pts.last();
-        let normals: Vec<Coord<f64>> = pts
-            .windows(2)
-            .map(|w| {
-                let (dx, dy) = (w[1].x - w[0].x, w[1].y - w[0].y);
-                let len = dx.hypot(dy);
-                Coord {
-                    x: -dy / len * half_width,
-                    y: dx / len * half_width,
-                }
+        let n = pts.len();
+        let segments = if closed { n } else { n - 1 };
+        let seg: Vec<(Coord<f64>, f64)> = (0..segments)
+            .map(|i| {
+                let d = pts[(i + 1) % n] - pts[i];
+                let len = d.x.hypot(d.y);
+                (
+                    Coord {
+                        x: -d.y / len * half_width,
+                        y: d.x / len * half_width,
+                    },
+                    len,
+                )
             })
             .collect();
-        for (w, n) in pts.windows(2).zip(&normals) {
-            let (a, b) = (w[0], w[1]);
-            emit(vec![a + *n, b + *n, b - *n, a - *n]);
-        }
-        let joins = normals.len().saturating_sub(1) + usize::from(closed);
-        for j in 0..joins {
-            let (n1, n2) = (normals[j], normals[(j + 1) % normals.len()]);
-            let p = pts[j + 1];
-            if let Some(wedge) = join_wedge(p, n1, n2, half_width) {
-                emit(wedge);
+        let side = |s: f64| -> Vec<Coord<f64>> {
+            let mut ring = Vec::with_capacity(n + 4);
+            let range = if closed { 0..n } else { 1..n - 1 };
+            if !closed {
+                ring.push(pts[0] + seg[0].0 * s);
             }
+            for v in range {
+                let (prev, next) = (seg[(v + segments - 1) % segments], seg[v % segments]);
+                let d1 = Coord {
+                    x: prev.0.y,
+                    y: -prev.0.x,
+                };
+                join(
+                    &mut ring,
+                    pts[v],
+                    d1,
+                    prev.0 * s,
+                    next.0 * s,
+                    prev.1.min(next.1),
+                    half_width,
+                );
+            }
+            if !closed {
+                ring.push(pts[n - 1] + seg[segments - 1].0 * s);
+            }
+            ring
+        };
+        let (left, mut right) = (side(1.0), side(-1.0));
+        right.reverse();
+        if closed {
+            // Two loops wound opposite ways: the band between them is the stroke.
+            let (mut a, mut b) = (finish(left, cell), finish(right, cell));
+            if signed_area(&a).abs() < signed_area(&b).abs() {
+                std::mem::swap(&mut a, &mut b);
+            }
+            if signed_area(&a) < 0.0 {
+                a.reverse();
+                b.reverse();
+            }
+            out.push(a);
+            out.push(b);
+        } else {
+            let mut ribbon = left;
+            ribbon.extend(right);
+            let mut ribbon = finish(ribbon, cell);
+            // Wound the same way as every other ribbon, so overlaps add up.
+            if signed_area(&ribbon) < 0.0 {
+                ribbon.reverse();
+            }
+            out.push(ribbon);
         }
     }
+    out.retain(|r| r.len() >= 3);
     out
 }
 
-/// The piece filling the outside of a join at `p` between segments with scaled
-/// normals `n1` and `n2`: a miter, or a bevel past the miter limit.
-fn join_wedge(
-    p: Coord<f64>,
-    n1: Coord<f64>,
-    n2: Coord<f64>,
+/// Snaps a ring and splits it at tile boundaries.
+fn finish(ring: Vec<Coord<f64>>, cell: f64) -> Vec<Coord<f64>> {
+    let mut closed: Vec<Coord<f64>> = ring
+        .iter()
+        .map(|c| Coord {
+            x: snap(c.x),
+            y: snap(c.y),
+        })
+        .collect();
+    closed.push(closed[0]);
+    let mut out = split_at_grid(LineString(closed), cell).0;
+    out.pop();
+    out
+}
+
+/// Appends the offset points at vertex `v` between a segment running along `d1`,
+/// offset by `o1`, and the next one offset by `o2` (on one side). `shortest` is
+/// the shorter segment's length.
+fn join(
+    ring: &mut Vec<Coord<f64>>,
+    v: Coord<f64>,
+    d1: Coord<f64>,
+    o1: Coord<f64>,
+    o2: Coord<f64>,
+    shortest: f64,
     half_width: f64,
-) -> Option<Vec<Coord<f64>>> {
-    let cross = n1.x * n2.y - n1.y * n2.x;
-    if cross.abs() < 1e-12 * half_width * half_width {
-        return None; // straight on (or folding back: butt ends meet)
+) {
+    let hw2 = half_width * half_width;
+    let cross = o1.x * o2.y - o1.y * o2.x;
+    let cos = ((o1.x * o2.x + o1.y * o2.y) / hw2).clamp(-1.0, 1.0);
+    if cross.abs() <= 1e-9 * hw2 && cos > 0.0 {
+        ring.push(v + o1); // straight on
+        return;
     }
-    // The outer side is where the two offset lines diverge.
-    let s = if cross > 0.0 { -1.0 } else { 1.0 };
-    let (o1, o2) = (p + n1 * s, p + n2 * s);
-    let cos = (n1.x * n2.x + n1.y * n2.y) / (half_width * half_width);
-    // Miter length / half width = 1 / cos(phi / 2) = sqrt(2 / (1 + cos)).
-    let ratio = if cos > -1.0 {
-        (2.0 / (1.0 + cos)).sqrt()
+    // This side is outside the turn when the offset lines move apart along the
+    // first segment's direction.
+    let outer = (o2 - o1).x * d1.x + (o2 - o1).y * d1.y > 0.0;
+    let miter = if cos > -1.0 {
+        Some(v + (o1 + o2) * (1.0 / (1.0 + cos)))
     } else {
-        f64::INFINITY
+        None
     };
-    if ratio <= MITER_LIMIT {
-        let m = p + (n1 + n2) * (s / (1.0 + cos));
-        Some(vec![p, o1, m, o2])
+    if outer {
+        match miter {
+            Some(m) if (2.0 / (1.0 + cos)).sqrt() <= MITER_LIMIT => ring.push(m),
+            _ => {
+                ring.push(v + o1);
+                ring.push(v + o2);
+            }
+        }
     } else {
-        Some(vec![p, o1, o2])
+        // Inside the turn the offset lines cross at the miter point, if it lies
+        // within both segments; otherwise go round through the vertex itself.
+        let reach = half_width * ((1.0 - cos) / (1.0 + cos)).sqrt();
+        match miter {
+            Some(m) if reach <= shortest => ring.push(m),
+            _ => {
+                ring.push(v + o1);
+                ring.push(v);
+                ring.push(v + o2);
+            }
+        }
     }
 }
 
@@ -132,6 +197,7 @@ mod tests {
         let polys = stroke_polygons(&[vec![c(10.0, 10.0), c(20.0, 10.0)]], 1.0, 256.0);
         assert_eq!(polys.len(), 1);
         assert!((signed_area(&polys[0]) - 20.0).abs() < 1e-9);
+        assert_eq!(polys[0].len(), 4);
     }
 
     #[test]
@@ -141,24 +207,47 @@ mod tests {
             1.0,
             256.0,
         );
-        assert_eq!(polys.len(), 3);
-        // The wedge is the unit square at the outer corner: area 1.
+        assert_eq!(polys.len(), 1);
+        // Outer corner at the miter point, inner corner where the offsets cross.
+        assert!(polys[0].contains(&c(111.0, 99.0)), "{:?}", polys[0]);
+        assert!(polys[0].contains(&c(109.0, 101.0)), "{:?}", polys[0]);
+        // Two arms of 10 x 2 less the shared 2 x 2 corner counted twice... plus it.
         assert!(
-            (signed_area(&polys[2]) - 1.0).abs() < 1e-9,
-            "{:?}",
-            polys[2]
+            (signed_area(&polys[0]) - 40.0).abs() < 1e-9,
+            "{}",
+            signed_area(&polys[0])
         );
     }
 
     #[test]
-    fn a_sharp_turn_is_bevelled() {
+    fn a_sharp_turn_is_bevelled_outside_and_pivots_inside() {
         let polys = stroke_polygons(
             &[vec![c(100.0, 100.0), c(110.0, 100.0), c(100.0, 100.5)]],
             1.0,
             256.0,
         );
-        assert_eq!(polys.len(), 3);
-        assert_eq!(polys[2].len(), 3, "a bevel triangle: {:?}", polys[2]);
+        assert_eq!(polys.len(), 1);
+        assert!(
+            polys[0].contains(&c(110.0, 100.0)),
+            "the inner side goes through the vertex"
+        );
+        assert_eq!(polys[0].len(), 2 + 2 + 3 + 2, "{:?}", polys[0]);
+    }
+
+    #[test]
+    fn a_closed_ring_strokes_to_a_band() {
+        let square = vec![
+            c(100.0, 100.0),
+            c(110.0, 100.0),
+            c(110.0, 110.0),
+            c(100.0, 110.0),
+            c(100.0, 100.0),
+        ];
+        let polys = stroke_polygons(&[square], 1.0, 256.0);
+        assert_eq!(polys.len(), 2);
+        // Outer 12 x 12 one way, inner 8 x 8 the other: the band's area is 80.
+        let total: f64 = polys.iter().map(|p| signed_area(p)).sum();
+        assert!((total - 80.0).abs() < 1e-9, "{total}");
     }
 
     #[test]
