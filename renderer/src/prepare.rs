@@ -1,7 +1,7 @@
 //! Layers prepared for drawing: projected to Web Mercator, styled, and for each
 //! zoom simplified to the pixel grid and indexed spatially.
 
-use geo::{Coord, Geometry, LineString, Simplify};
+use geo::{Coord, Geometry, LineString};
 use rstar::{AABB, RTree, RTreeObject};
 
 use crate::clip::Rect;
@@ -231,6 +231,69 @@ pub(crate) fn split_at_grid(ls: LineString<f64>, cell: f64) -> LineString<f64> {
     LineString(out)
 }
 
+/// Simplifies a line or ring to within `eps` pixels: first drops points closer
+/// than `eps` to the last point kept (cheap, and at low zooms most points go),
+/// then Ramer–Douglas–Peucker. The first and last points always stay.
+fn simplify(ls: &LineString<f64>, eps: f64) -> LineString<f64> {
+    let pts = &ls.0;
+    if pts.len() <= 2 {
+        return ls.clone();
+    }
+    let mut kept: Vec<Coord<f64>> = Vec::with_capacity(pts.len());
+    kept.push(pts[0]);
+    let eps2 = eps * eps;
+    for &p in &pts[1..pts.len() - 1] {
+        let last = kept[kept.len() - 1];
+        if (p.x - last.x).powi(2) + (p.y - last.y).powi(2) >= eps2 {
+            kept.push(p);
+        }
+    }
+    kept.push(pts[pts.len() - 1]);
+    LineString(douglas_peucker(&kept, eps))
+}
+
+/// Ramer–Douglas–Peucker with an explicit stack (geo's recursive version copies
+/// its index lists at every level, which dominates preparation on long lines).
+fn douglas_peucker(pts: &[Coord<f64>], eps: f64) -> Vec<Coord<f64>> {
+    let n = pts.len();
+    if n <= 2 {
+        return pts.to_vec();
+    }
+    let mut keep = vec![false; n];
+    keep[0] = true;
+    keep[n - 1] = true;
+    let eps2 = eps * eps;
+    let mut stack = vec![(0usize, n - 1)];
+    while let Some((first, last)) = stack.pop() {
+        let (a, b) = (pts[first], pts[last]);
+        let (dx, dy) = (b.x - a.x, b.y - a.y);
+        let len2 = dx * dx + dy * dy;
+        let (mut worst, mut worst_d2) = (0, -1.0);
+        for (i, p) in pts.iter().enumerate().take(last).skip(first + 1) {
+            // Squared distance from p to the segment a-b.
+            let d2 = if len2 == 0.0 {
+                (p.x - a.x).powi(2) + (p.y - a.y).powi(2)
+            } else {
+                let t = (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0);
+                (p.x - a.x - t * dx).powi(2) + (p.y - a.y - t * dy).powi(2)
+            };
+            if d2 > worst_d2 {
+                (worst, worst_d2) = (i, d2);
+            }
+        }
+        if worst_d2 > eps2 {
+            keep[worst] = true;
+            stack.push((first, worst));
+            stack.push((worst, last));
+        }
+    }
+    pts.iter()
+        .zip(&keep)
+        .filter(|&(_, &k)| k)
+        .map(|(p, _)| *p)
+        .collect()
+}
+
 pub(crate) fn snap(v: f64) -> f64 {
     (v * QUANTUM).round() / QUANTUM
 }
@@ -291,7 +354,7 @@ impl ZoomLayer {
                 for poly in &f.shapes.polygons {
                     let ring_px = |ring: &LineString<f64>| {
                         let px = to_pixels(ring, scale);
-                        let simple = split_at_grid(snapped(&px.simplify(eps)), cell);
+                        let simple = split_at_grid(snapped(&simplify(&px, eps)), cell);
                         if simple.0.len() >= 4 {
                             return Some(simple);
                         }
@@ -315,7 +378,7 @@ impl ZoomLayer {
                 }
                 for line in &f.shapes.lines {
                     let mut simple =
-                        split_at_grid(snapped(&to_pixels(line, scale).simplify(eps)), cell);
+                        split_at_grid(snapped(&simplify(&to_pixels(line, scale), eps)), cell);
                     if simple.0.len() == 1 {
                         // A line shorter than the snapping grid: keep it as a dot-sized line.
                         simple.0.push(simple.0[0]);
@@ -400,6 +463,31 @@ impl ZoomLayer {
             min_y: f64::from(meta.y) * ts - pad,
             max_x: f64::from(meta.x + meta.n) * ts + pad,
             max_y: f64::from(meta.y + meta.n) * ts + pad,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::Simplify;
+
+    #[test]
+    fn douglas_peucker_agrees_with_geo() {
+        // A wiggly line: a sine wave with noise-like detail.
+        let pts: Vec<Coord<f64>> = (0..2000)
+            .map(|i| {
+                let x = f64::from(i) * 0.1;
+                Coord {
+                    x,
+                    y: (x * 0.7).sin() * 5.0 + (x * 13.0).sin() * 0.3,
+                }
+            })
+            .collect();
+        for eps in [0.05, 0.25, 1.0, 4.0] {
+            let ours = douglas_peucker(&pts, eps);
+            let theirs = LineString(pts.clone()).simplify(eps).0;
+            assert_eq!(ours, theirs, "eps {eps}");
         }
     }
 }

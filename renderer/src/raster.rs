@@ -78,8 +78,9 @@ impl RenderedMetaTile {
         for r in 0..ts {
             out.extend_from_slice(row(r));
         }
+        // Premultiplied and straight colours agree where alpha is 0 or 255.
         for px in out.chunks_exact_mut(4) {
-            if px[3] != 255 {
+            if px[3] != 255 && px[3] != 0 {
                 let c = demultiply([px[0], px[1], px[2], px[3]]);
                 px.copy_from_slice(&c.0);
             }
