@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 use tilefarm_renderer::{Layer, ReadOptions, Style, read_geojson, tiles_per_side};
-use tilefarm_worker::{DirSink, PyramidOptions, check_options, render_pyramid};
+use tilefarm_worker::{DirSink, PyramidOptions, check_options, parse_zoom_range, render_pyramid};
 
 /// The interpreter that sees Debian's `python3-mapnik` module.
 const PYTHON: &str = "/usr/bin/python3";
@@ -43,7 +43,7 @@ struct Args {
     #[arg(long = "data", value_name = "FILE")]
     data: Vec<PathBuf>,
     /// Zoom range, `MIN-MAX` or a single zoom.
-    #[arg(long, default_value = "0-7", value_parser = parse_zooms)]
+    #[arg(long, default_value = "0-7", value_parser = parse_zoom_range)]
     zooms: (u8, u8),
     /// Tiles per metatile side (both renderers).
     #[arg(long, default_value_t = 8)]
@@ -67,24 +67,6 @@ struct Args {
     /// Also print one JSON object per dataset.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_zooms(s: &str) -> Result<(u8, u8), String> {
-    let bad = || format!("{s:?} is not a zoom range; expected MIN-MAX such as 0-7, or one zoom");
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (
-            a.trim().parse().map_err(|_| bad())?,
-            b.trim().parse().map_err(|_| bad())?,
-        ),
-        None => {
-            let z = s.trim().parse().map_err(|_| bad())?;
-            (z, z)
-        }
-    };
-    if a > b {
-        return Err(format!("zoom range {s:?} runs backwards"));
-    }
-    Ok((a, b))
 }
 
 /// Progress lines on stderr, stamped with the time since the start.

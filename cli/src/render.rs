@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tilefarm_renderer::{Layer, OnInvalid, ReadOptions, Style, read_geojson};
 use tilefarm_worker::{
-    DirSink, ObjectStoreSink, PyramidOptions, TileSink, check_options, render_pyramid,
+    DirSink, ObjectStoreSink, PyramidOptions, TileSink, check_options, parse_zoom_range,
+    render_pyramid,
 };
 
 use crate::progress::Progress;
@@ -19,7 +20,7 @@ pub struct RenderArgs {
     /// GeoJSON or newline-delimited GeoJSON (GeoJSONSeq) file; `-` reads stdin.
     pub input: PathBuf,
     /// Zoom range, `MIN-MAX` or a single zoom.
-    #[arg(long, default_value = "0-5", value_parser = parse_zooms)]
+    #[arg(long, default_value = "0-5", value_parser = parse_zoom_range)]
     pub zooms: (u8, u8),
     /// Output: a directory (`z/x/y.png`) or an object store URL (`file:///...`, `memory:///`).
     #[arg(long, env = "TILEFARM_OUT")]
@@ -45,24 +46,6 @@ pub struct RenderArgs {
     /// Render threads (default: one per core).
     #[arg(long, env = "TILEFARM_THREADS")]
     pub threads: Option<usize>,
-}
-
-fn parse_zooms(s: &str) -> Result<(u8, u8), String> {
-    let bad = || format!("{s:?} is not a zoom range; expected MIN-MAX such as 0-7, or one zoom");
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (
-            a.trim().parse().map_err(|_| bad())?,
-            b.trim().parse().map_err(|_| bad())?,
-        ),
-        None => {
-            let z = s.trim().parse().map_err(|_| bad())?;
-            (z, z)
-        }
-    };
-    if a > b {
-        return Err(format!("zoom range {s:?} runs backwards"));
-    }
-    Ok((a, b))
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {

@@ -179,24 +179,10 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                             continue;
                         }
                         touched.ring(&clipped, AA_REACH);
-                        let (x, y) = local(clipped[0]);
-                        pb.move_to(x, y);
-                        for &c in &clipped[1..] {
-                            let (x, y) = local(c);
-                            pb.line_to(x, y);
-                        }
-                        pb.close();
+                        push_ring(&mut pb, &clipped, &local);
                     }
                 }
-                if let Some(path) = pb.finish() {
-                    pixmap.fill_path(
-                        &path,
-                        &paint_of(fill),
-                        FillRule::EvenOdd,
-                        Transform::identity(),
-                        None,
-                    );
-                }
+                fill_built(&mut pixmap, pb, fill, FillRule::EvenOdd);
             }
             if let (Some(outline), true) = (paint.outline, sizes.outline_width > 0.0) {
                 pieces.clear();
@@ -272,15 +258,7 @@ pub fn render_metatile(layer: &ZoomLayer, meta: MetaTile) -> RenderedMetaTile {
                     }
                 }
             }
-            if let Some(path) = pb.finish() {
-                pixmap.fill_path(
-                    &path,
-                    &paint_of(color),
-                    FillRule::Winding,
-                    Transform::identity(),
-                    None,
-                );
-            }
+            fill_built(&mut pixmap, pb, color, FillRule::Winding);
         }
     }
     RenderedMetaTile {
@@ -324,22 +302,26 @@ fn stroke_pieces(
 ) {
     let mut pb = PathBuilder::new();
     for poly in stroke_polygons(pieces, f64::from(width) / 2.0, cell) {
-        let (x, y) = local(poly[0]);
-        pb.move_to(x, y);
-        for &c in &poly[1..] {
-            let (x, y) = local(c);
-            pb.line_to(x, y);
-        }
-        pb.close();
+        push_ring(&mut pb, &poly, local);
     }
+    fill_built(pixmap, pb, color, FillRule::Winding);
+}
+
+/// Adds a closed ring (given without its repeated last point) to a path.
+fn push_ring(pb: &mut PathBuilder, ring: &[Coord<f64>], local: &impl Fn(Coord<f64>) -> (f32, f32)) {
+    let (x, y) = local(ring[0]);
+    pb.move_to(x, y);
+    for &c in &ring[1..] {
+        let (x, y) = local(c);
+        pb.line_to(x, y);
+    }
+    pb.close();
+}
+
+/// Fills the path built so far, if any, in one colour.
+fn fill_built(pixmap: &mut Pixmap, pb: PathBuilder, color: Rgba, rule: FillRule) {
     if let Some(path) = pb.finish() {
-        pixmap.fill_path(
-            &path,
-            &paint_of(color),
-            FillRule::Winding,
-            Transform::identity(),
-            None,
-        );
+        pixmap.fill_path(&path, &paint_of(color), rule, Transform::identity(), None);
     }
 }
 

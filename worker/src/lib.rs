@@ -8,5 +8,7 @@
 mod pyramid;
 mod sink;
 
-pub use pyramid::{PyramidOptions, RenderError, Summary, check_options, render_pyramid};
+pub use pyramid::{
+    PyramidOptions, RenderError, Summary, check_options, parse_zoom_range, render_pyramid,
+};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

@@ -111,6 +111,26 @@ impl UniformCache {
     }
 }
 
+/// Parses a zoom range, `MIN-MAX` such as `0-7`, or a single zoom, into its first
+/// and last zoom.
+pub fn parse_zoom_range(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("{s:?} is not a zoom range; expected MIN-MAX such as 0-7, or one zoom");
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ),
+        None => {
+            let z = s.trim().parse().map_err(|_| bad())?;
+            (z, z)
+        }
+    };
+    if a > b {
+        return Err(format!("zoom range {s:?} runs backwards"));
+    }
+    Ok((a, b))
+}
+
 /// Checks the options before any work starts.
 pub fn check_options(options: &PyramidOptions) -> Result<(), RenderError> {
     let bad = |m: String| Err(RenderError::Options(m));
