@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tilefarm_renderer::{Layer, OnInvalid, ReadOptions, Style, read_geojson};
+use tilefarm_renderer::{Layer, OnInvalid, ReadOptions, Style, read_geojson, unit_to_lonlat};
 use tilefarm_worker::{
-    DirSink, ObjectStoreSink, PyramidOptions, TileSink, check_options, parse_zoom_range,
-    render_pyramid,
+    DirSink, ObjectStoreSink, PmTilesSink, PyramidOptions, TileSink, check_options,
+    parse_zoom_range, render_pyramid,
 };
 
 use crate::progress::Progress;
@@ -22,7 +22,8 @@ pub struct RenderArgs {
     /// Zoom range, `MIN-MAX` or a single zoom.
     #[arg(long, default_value = "0-5", value_parser = parse_zoom_range)]
     pub zooms: (u8, u8),
-    /// Output: a directory (`z/x/y.png`) or an object store URL (`file:///...`, `memory:///`).
+    /// Output: a directory (`z/x/y.png`), a PMTiles archive (`NAME.pmtiles`), or an
+    /// object store URL (`file:///...`, `memory:///`).
     #[arg(long, env = "TILEFARM_OUT")]
     pub out: String,
     /// Style JSON file (default: the reference style).
@@ -112,6 +113,21 @@ pub fn run(args: RenderArgs) -> Result<()> {
             prefix,
             runtime.handle().clone(),
         ))
+    } else if args.out.ends_with(".pmtiles") {
+        let [w, s, e, n] = layer
+            .bounds()
+            .map(|b| {
+                let (w, n) = unit_to_lonlat(b.min_x, b.min_y);
+                let (e, s) = unit_to_lonlat(b.max_x, b.max_y);
+                [w, s, e, n]
+            })
+            .unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
+        Box::new(PmTilesSink::create(
+            &args.out,
+            args.zooms.0,
+            args.zooms.1,
+            [w, s, e, n],
+        )?)
     } else {
         let dir = PathBuf::from(&args.out);
         if dir.is_file() {

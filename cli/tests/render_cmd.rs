@@ -91,6 +91,26 @@ fn renders_newline_delimited_input_at_2x_into_an_object_store_url() {
 }
 
 #[test]
+fn renders_into_a_pmtiles_archive() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("cities.pmtiles");
+    let o = tilefarm(&[
+        "render",
+        &sample("ne_cities.geojson"),
+        "--zooms",
+        "0-3",
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&archive).expect("the archive");
+    assert_eq!(&bytes[..7], b"PMTiles", "PMTiles magic");
+    assert_eq!(bytes[7], 3, "PMTiles version 3");
+    // The tile type (byte 99 of the header) is PNG (2).
+    assert_eq!(bytes[99], 2);
+}
+
+#[test]
 fn bad_input_fails_with_where_and_what() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("bad.geojson");

@@ -2,12 +2,15 @@
 //!
 //! [`render_pyramid`] draws every tile of a zoom range metatile by metatile on the
 //! rayon pool and hands each PNG to a [`TileSink`]: a [`DirSink`] (`z/x/y.png`
-//! files) or an [`ObjectStoreSink`] (any `object_store` backend).
+//! files), an [`ObjectStoreSink`] (any `object_store` backend) or a
+//! [`PmTilesSink`] (one PMTiles archive).
 #![forbid(unsafe_code)]
 
+mod pmtiles;
 mod pyramid;
 mod sink;
 
+pub use pmtiles::PmTilesSink;
 pub use pyramid::{
     PyramidOptions, RenderError, Summary, check_options, parse_zoom_range, render_pyramid,
 };

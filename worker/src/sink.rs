@@ -20,6 +20,8 @@ pub enum SinkError {
         key: String,
         source: object_store::Error,
     },
+    #[error("could not write the archive {path}: {message}")]
+    Archive { path: PathBuf, message: String },
 }
 
 pub type SinkResult<T> = Result<T, SinkError>;

@@ -10,7 +10,7 @@ use common::{sample_layer, tree};
 use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use tilefarm_renderer::{Style, TileId};
-use tilefarm_worker::{DirSink, ObjectStoreSink, PyramidOptions, render_pyramid};
+use tilefarm_worker::{DirSink, ObjectStoreSink, PmTilesSink, PyramidOptions, render_pyramid};
 
 fn render_dir(
     threads: usize,
@@ -208,4 +208,57 @@ fn bad_options_are_refused_before_any_work() {
         );
     }
     assert!(tree(dir.path()).is_empty(), "nothing was written");
+}
+
+#[test]
+fn the_pmtiles_archive_holds_the_same_tiles_as_the_directory() {
+    let options = PyramidOptions {
+        zooms: 0..=4,
+        ..PyramidOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    render_dir(2, &options, dir.path());
+    let on_disk = tree(dir.path());
+
+    let archive = dir.path().join("world.pmtiles");
+    let sink = PmTilesSink::create(&archive, 0, 4, [-180.0, -85.0, 180.0, 85.0]).unwrap();
+    let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
+    let summary = render_pyramid(&layer, &options, &sink, &|_| {}).unwrap();
+    assert!(archive.is_file(), "the archive is in place once finished");
+    assert!(!dir.path().join("world.pmtiles.tmp").exists());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let reader = pmtiles::AsyncPmTilesReader::new_with_path(&archive)
+            .await
+            .unwrap();
+        let header = reader.get_header();
+        assert_eq!(
+            header.n_addressed_tiles().map(|n| n.get()),
+            Some(summary.tiles)
+        );
+        let contents = header.n_tile_contents().unwrap().get();
+        assert!(
+            contents <= summary.encoded + 3,
+            "one-colour tiles are stored once per colour: {contents} contents for {} encoded tiles",
+            summary.encoded
+        );
+        for z in 0..=4u8 {
+            for x in 0..1u32 << z {
+                for y in 0..1u32 << z {
+                    let expected = &on_disk[&format!("{z}/{x}/{y}.png")];
+                    let coord = pmtiles::TileCoord::new(z, x, y).unwrap();
+                    let got = reader
+                        .get_tile(coord)
+                        .await
+                        .unwrap()
+                        .unwrap_or_else(|| panic!("{z}/{x}/{y} missing"));
+                    assert_eq!(&got[..], &expected[..], "tile {z}/{x}/{y}");
+                }
+            }
+        }
+    });
 }
