@@ -29,30 +29,87 @@ pub(crate) struct Shapes {
     pub points: Vec<Coord<f64>>,
 }
 
+/// Projects a line or ring to unit Mercator, unwrapping longitudes across the
+/// antimeridian: a step of more than 180° between two vertices is taken as
+/// crossing it (as data converted from TopoJSON often does), so the line goes on
+/// past x = 1 or before x = 0 instead of jumping across the world. `near` is the
+/// longitude the first vertex is brought within 180° of.
+fn project_unwrapped(ls: &LineString<f64>, near: Option<f64>) -> LineString<f64> {
+    let mut prev = near;
+    let mut prev_raw: Option<f64> = None;
+    ls.0.iter()
+        .map(|c| {
+            // An edge from one side of the world's edge to the other (-180 to 180)
+            // runs the whole way round, as world-wide rectangles do: keep it.
+            let along_edge = prev_raw.is_some_and(|p| p.abs() == 180.0 && c.x.abs() == 180.0);
+            prev_raw = Some(c.x);
+            let mut lon = c.x;
+            if let (Some(p), false) = (prev, along_edge) {
+                while lon - p > 180.0 {
+                    lon -= 360.0;
+                }
+                while lon - p < -180.0 {
+                    lon += 360.0;
+                }
+            }
+            prev = Some(lon);
+            let (_, y) = lonlat_to_unit(0.0, c.y);
+            Coord {
+                x: (lon + 180.0) / 360.0,
+                y,
+            }
+        })
+        .collect()
+}
+
+/// The shifts (in world widths) that bring every copy of a shape reaching past
+/// the antimeridian into the world: the shape itself, and a copy one world to the
+/// east or west where it runs off an edge.
+fn world_copies(coords: impl Iterator<Item = f64> + Clone) -> Vec<f64> {
+    let min = coords.clone().fold(f64::INFINITY, f64::min);
+    let max = coords.fold(f64::NEG_INFINITY, f64::max);
+    let mut shifts = vec![0.0];
+    if max > 1.0 {
+        shifts.push(-1.0);
+    }
+    if min < 0.0 {
+        shifts.push(1.0);
+    }
+    shifts
+}
+
+fn shifted(ls: &LineString<f64>, dx: f64) -> LineString<f64> {
+    ls.0.iter()
+        .map(|c| Coord {
+            x: c.x + dx,
+            y: c.y,
+        })
+        .collect()
+}
+
 impl Shapes {
     fn add(&mut self, g: &Geometry<f64>) {
-        let project = |ls: &LineString<f64>| -> LineString<f64> {
-            ls.0.iter()
-                .map(|c| {
-                    let (x, y) = lonlat_to_unit(c.x, c.y);
-                    Coord { x, y }
-                })
-                .collect()
+        let point = |c: Coord<f64>| {
+            let (x, y) = lonlat_to_unit(c.x, c.y);
+            Coord { x, y }
         };
         match g {
-            Geometry::Point(p) => self.points.push(project(&LineString(vec![p.0])).0[0]),
-            Geometry::MultiPoint(mp) => self
-                .points
-                .extend(mp.0.iter().map(|p| project(&LineString(vec![p.0])).0[0])),
-            Geometry::Line(l) => self.lines.push(project(&LineString(vec![l.start, l.end]))),
-            Geometry::LineString(ls) => self.lines.push(project(ls)),
-            Geometry::MultiLineString(mls) => self.lines.extend(mls.0.iter().map(project)),
-            Geometry::Polygon(p) => self.polygons.push(
-                std::iter::once(p.exterior())
-                    .chain(p.interiors())
-                    .map(project)
-                    .collect(),
-            ),
+            Geometry::Point(p) => self.points.push(point(p.0)),
+            Geometry::MultiPoint(mp) => self.points.extend(mp.0.iter().map(|p| point(p.0))),
+            Geometry::Line(l) => self.add_line(&LineString(vec![l.start, l.end])),
+            Geometry::LineString(ls) => self.add_line(ls),
+            Geometry::MultiLineString(mls) => mls.0.iter().for_each(|l| self.add_line(l)),
+            Geometry::Polygon(p) => {
+                let exterior = project_unwrapped(p.exterior(), None);
+                let near = p.exterior().0.first().map(|c| c.x);
+                let rings: Vec<LineString<f64>> = std::iter::once(exterior)
+                    .chain(p.interiors().iter().map(|r| project_unwrapped(r, near)))
+                    .collect();
+                for dx in world_copies(rings[0].0.iter().map(|c| c.x)) {
+                    self.polygons
+                        .push(rings.iter().map(|r| shifted(r, dx)).collect());
+                }
+            }
             Geometry::MultiPolygon(mp) => {
                 for p in &mp.0 {
                     self.add(&Geometry::Polygon(p.clone()));
@@ -61,6 +118,13 @@ impl Shapes {
             Geometry::Rect(r) => self.add(&Geometry::Polygon(r.to_polygon())),
             Geometry::Triangle(t) => self.add(&Geometry::Polygon(t.to_polygon())),
             Geometry::GeometryCollection(gc) => gc.0.iter().for_each(|g| self.add(g)),
+        }
+    }
+
+    fn add_line(&mut self, ls: &LineString<f64>) {
+        let line = project_unwrapped(ls, None);
+        for dx in world_copies(line.0.iter().map(|c| c.x)) {
+            self.lines.push(shifted(&line, dx));
         }
     }
 
@@ -88,6 +152,10 @@ impl Layer {
     pub fn new(features: &[Feature], style: &Style) -> Layer {
         let mut bounds: Option<UnitRect> = None;
         let mut grow = |c: &Coord<f64>| {
+            let c = &Coord {
+                x: c.x.clamp(0.0, 1.0),
+                y: c.y,
+            };
             let b = bounds.get_or_insert(UnitRect {
                 min_x: c.x,
                 min_y: c.y,

@@ -195,7 +195,7 @@ fn golden_geometry_collection() {
         &layer(
             r#"{"type":"GeometryCollection","geometries":[
                 {"type":"Polygon","coordinates":[[[-50,-20],[20,-20],[20,30],[-50,-20]]]},
-                {"type":"LineString","coordinates":[[-150,-50],[150,50]]},
+                {"type":"LineString","coordinates":[[-150,-50],[0,0],[150,50]]},
                 {"type":"Point","coordinates":[-100,60]}]}"#,
             &s,
         ),
@@ -399,4 +399,39 @@ fn stroked_tiles_cut_from_metatiles_match_tiles_rendered_alone() {
             "outline width {width}: a channel value differs by {max_diff}"
         );
     }
+}
+
+#[test]
+fn rings_stepping_across_the_antimeridian_do_not_streak_across_the_world() {
+    // As converted from TopoJSON: one ring stepping from 178 to -178 and back.
+    let l = layer(
+        r#"{"type":"Polygon","coordinates":[[[176,-20],[178,-20],[-178,-20],[-176,-20],[-176,-15],[-178,-15],[178,-15],[176,-15],[176,-20]]]}"#,
+        &Style::default(),
+    );
+    let zl = ZoomLayer::new(&l, 3, 256);
+    // Both edges of the world are painted ...
+    for x in [0, 7] {
+        assert!(
+            matches!(
+                render_tile(&zl, TileId::new(3, x, 4).unwrap()),
+                TileImage::Pixels(_)
+            ),
+            "x = {x}"
+        );
+    }
+    // ... and nothing in between.
+    for x in 1..7 {
+        let t = TileId::new(3, x, 4).unwrap();
+        assert!(
+            render_tile(&zl, t).is_empty(),
+            "tile {t} carries a streak across the world"
+        );
+    }
+    golden(
+        "antimeridian",
+        "stepping_ring",
+        &l,
+        TileId::new(3, 7, 4).unwrap(),
+        256,
+    );
 }
