@@ -511,15 +511,41 @@ impl ZoomLayer {
         hits
     }
 
-    /// Whether any feature may draw into metatile `meta` (its index bounds reach
-    /// it). A metatile no feature reaches is transparent and needs no drawing.
-    pub fn touches(&self, meta: MetaTile) -> bool {
-        let rect = self.query_rect(meta);
-        let env = AABB::from_corners([rect.min_x, rect.min_y], [rect.max_x, rect.max_y]);
-        self.index
-            .locate_in_envelope_intersecting(&env)
-            .next()
-            .is_some()
+    /// The metatiles of nominal size `size` that some feature may draw into (its
+    /// index bounds come near), sorted. Every other metatile is transparent and
+    /// needs no drawing, so a pyramid that leaves empty tiles out costs in
+    /// proportion to its data, not to the area of the world.
+    pub fn metatiles_touched(&self, size: u32) -> Vec<MetaTile> {
+        let n = MetaTile::side(self.z, size);
+        let span = f64::from(n) * f64::from(self.tile_size);
+        let last = (crate::tile::tiles_per_side(self.z) / u64::from(n)) as i64 - 1;
+        let pad = 2.0 * f64::from(self.reach);
+        let cell = |v: f64| ((v / span).floor() as i64).clamp(0, last) as u32;
+        let mut cells = std::collections::BTreeSet::new();
+        for e in self.index.iter() {
+            let (lo, hi) = (e.envelope.lower(), e.envelope.upper());
+            if hi[0] + pad < 0.0 || hi[1] + pad < 0.0 {
+                continue;
+            }
+            let world = span * (last + 1) as f64;
+            if lo[0] - pad > world || lo[1] - pad > world {
+                continue;
+            }
+            for row in cell(lo[1] - pad)..=cell(hi[1] + pad) {
+                for col in cell(lo[0] - pad)..=cell(hi[0] + pad) {
+                    cells.insert((row, col));
+                }
+            }
+        }
+        cells
+            .into_iter()
+            .map(|(row, col)| MetaTile {
+                z: self.z,
+                x: col * n,
+                y: row * n,
+                n,
+            })
+            .collect()
     }
 
     /// The world-pixel rectangle whose features can draw into `meta`.
@@ -539,6 +565,25 @@ impl ZoomLayer {
 mod tests {
     use super::*;
     use geo::Simplify;
+
+    #[test]
+    fn only_metatiles_near_features_are_touched() {
+        let feature =
+            |lon: f64, lat: f64| Feature::from_geometry(Geometry::Point(geo::Point::new(lon, lat)));
+        let layer = Layer::new(
+            &[feature(10.0, 10.0), feature(-120.0, 40.0)],
+            &Style::default(),
+        );
+        let zl = ZoomLayer::new(&layer, 10, 256);
+        let touched = zl.metatiles_touched(8);
+        assert_eq!(touched.len(), 2, "{touched:?}");
+        for t in &touched {
+            let rect = zl.query_rect(*t);
+            assert!(!zl.entries_in(&rect).is_empty(), "{t} has a feature");
+        }
+        // At zoom 0 the one metatile is the world.
+        assert_eq!(ZoomLayer::new(&layer, 0, 256).metatiles_touched(8).len(), 1);
+    }
 
     #[test]
     fn douglas_peucker_agrees_with_geo() {

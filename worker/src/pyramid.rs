@@ -174,13 +174,24 @@ pub fn render_pyramid(
         .map(|z| ZoomLayer::new(layer, z, ts))
         .collect();
     // Deep zooms first: their metatiles are the biggest pieces of work.
-    let work: Vec<(usize, MetaTile)> = zooms
-        .iter()
-        .enumerate()
-        .rev()
-        .flat_map(|(i, zl)| MetaTile::all(zl.zoom(), options.metatile).map(move |m| (i, m)))
-        .collect();
     let counters = Counters::default();
+    let mut work: Vec<(usize, MetaTile)> = Vec::new();
+    for (i, zl) in zooms.iter().enumerate().rev() {
+        if options.skip_empty {
+            // Metatiles no feature comes near hold only empty tiles: count them
+            // as skipped without visiting them.
+            let touched = zl.metatiles_touched(options.metatile);
+            let drawn: u64 = touched.iter().map(MetaTile::tile_count).sum();
+            let empty = tiles_per_side(zl.zoom()).pow(2) - drawn;
+            counters.uniform.fetch_add(empty, Ordering::Relaxed);
+            counters.empty.fetch_add(empty, Ordering::Relaxed);
+            counters.skipped.fetch_add(empty, Ordering::Relaxed);
+            progress(empty);
+            work.extend(touched.into_iter().map(|m| (i, m)));
+        } else {
+            work.extend(MetaTile::all(zl.zoom(), options.metatile).map(|m| (i, m)));
+        }
+    }
     let cache = UniformCache::default();
     work.par_iter()
         .try_for_each(|&(i, meta)| -> Result<(), RenderError> {

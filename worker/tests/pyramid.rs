@@ -262,3 +262,38 @@ fn the_pmtiles_archive_holds_the_same_tiles_as_the_directory() {
         }
     });
 }
+
+#[test]
+fn leaving_empty_tiles_out_costs_in_proportion_to_the_data() {
+    // 1.4 million tiles, almost all empty: only metatiles near the cities are drawn.
+    let options = PyramidOptions {
+        zooms: 6..=10,
+        skip_empty: true,
+        ..PyramidOptions::default()
+    };
+    let layer = sample_layer("ne_cities.geojson", &Style::default());
+    let dir = tempfile::tempdir().unwrap();
+    let sink = DirSink::new(dir.path(), true).unwrap();
+    let done = AtomicU64::new(0);
+    let summary = render_pyramid(&layer, &options, &sink, &|n| {
+        done.fetch_add(n, Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(
+        summary.tiles,
+        (6..=10).map(|z| 1u64 << (2 * z)).sum::<u64>()
+    );
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        summary.tiles,
+        "progress still reaches the total"
+    );
+    assert!(summary.metatiles_drawn < 2000, "{summary:?}");
+    let files = tree(dir.path())
+        .keys()
+        .filter(|k| !k.starts_with('.') && k.ends_with(".png"))
+        .count() as u64;
+    assert_eq!(files, summary.tiles - summary.skipped);
+    // Every city's tile at zoom 10 is there.
+    assert!(files >= 200, "{files} tiles written");
+}
