@@ -1,6 +1,7 @@
 //! `tilefarm`: the command-line front door.
 #![forbid(unsafe_code)]
 
+mod migrate;
 mod progress;
 mod render;
 
@@ -27,6 +28,8 @@ enum LogFormat {
 enum Command {
     /// Render a GeoJSON file into a PNG tile pyramid.
     Render(render::RenderArgs),
+    /// Apply the job store's database migrations (safe to run again).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Render(args) => render::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -216,3 +216,64 @@ fn bad_arguments_and_files_are_named() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("polygon.fill"), "{}", stderr(&o));
 }
+
+#[test]
+fn migrate_creates_the_job_store_schema_and_can_run_again() {
+    let admin_url = std::env::var("TILEFARM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("tilefarm_test_{}", uuid::Uuid::new_v4().simple());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = runtime
+        .block_on(sqlx::PgPool::connect(&admin_url))
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {admin_url} ({e}); scripts/test starts it")
+        });
+    runtime
+        .block_on(
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin),
+        )
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    for _ in 0..2 {
+        let o = tilefarm(&["migrate", "--database", &url]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
+    }
+    let tables: Vec<String> = runtime
+        .block_on(async {
+            let pool = sqlx::PgPool::connect(&url).await?;
+            let t = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = 'public' ORDER BY table_name",
+            )
+            .fetch_all(&pool)
+            .await;
+            pool.close().await;
+            t
+        })
+        .unwrap();
+    for t in ["jobs", "layer_versions", "layers", "outbox", "tasks"] {
+        assert!(tables.iter().any(|x| x == t), "table {t} in {tables:?}");
+    }
+    runtime
+        .block_on(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .execute(&admin),
+        )
+        .unwrap();
+
+    let o = tilefarm(&[
+        "migrate",
+        "--database",
+        "postgres://nobody:secret@127.0.0.1:1/none",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("cannot connect to the job store"), "{err}");
+    assert!(!err.contains("secret"), "the password is not shown: {err}");
+}

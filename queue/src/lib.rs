@@ -1,7 +1,15 @@
-//! tilefarm's job queue: jobs and tasks in PostgreSQL (schema in `migrations/`),
-//! carried over RabbitMQ, with in-process and SQLite equivalents for the embedded
-//! mode.
+//! tilefarm's job queue: layers, jobs and tasks in PostgreSQL (schema in
+//! `migrations/`), with an outbox that carries each task to the broker.
 //!
-//! Nothing is implemented here yet; the render core (`tilefarm-renderer`) and the
-//! pyramid renderer (`tilefarm-worker`) work without it.
+//! So far: the job store ([`PgStore`]). The RabbitMQ transport, the outbox relay
+//! and the embedded (in-process, SQLite) equivalents are still to come.
 #![forbid(unsafe_code)]
+
+mod error;
+mod store;
+
+pub use error::{StoreError, StoreResult};
+pub use store::{
+    Completion, INGEST_QUEUE, JobStatus, MIGRATOR, NewLayer, OutboxMessage, PgStore, RENDER_QUEUE,
+    RenderTask, Upload,
+};

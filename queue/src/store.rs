@@ -1,0 +1,416 @@
+//! The PostgreSQL job store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+
+/// The schema, applied by [`PgStore::migrate`].
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The queue a task's message goes to.
+pub const INGEST_QUEUE: &str = "tilefarm.ingest";
+pub const RENDER_QUEUE: &str = "tilefarm.render";
+
+/// A new layer, as an upload describes it.
+#[derive(Clone, Debug)]
+pub struct NewLayer {
+    pub name: String,
+    pub min_zoom: u8,
+    pub max_zoom: u8,
+    pub style: Value,
+}
+
+/// What an upload created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub layer_id: Uuid,
+    pub job_id: Uuid,
+    pub ingest_task: Uuid,
+}
+
+/// A job's state as the status API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobStatus {
+    pub id: Uuid,
+    pub layer_id: Uuid,
+    pub version: i32,
+    pub kind: String,
+    pub state: String,
+    pub stage: String,
+    pub tiles_total: Option<i64>,
+    pub tiles_done: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One metatile to render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderTask {
+    pub z: u8,
+    pub x: u32,
+    pub y: u32,
+    pub n: u32,
+    /// Tiles the task adds to its job's progress.
+    pub tiles: u32,
+}
+
+/// What completing a task did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// The task's tiles were added to its job; `finished` when it was the last.
+    Counted { job_id: Uuid, finished: bool },
+    /// The task was done (or cancelled) already: a redelivery, counted nothing.
+    AlreadySettled,
+}
+
+/// A message waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub queue: String,
+    pub payload: Value,
+}
+
+/// The job store on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://...`), giving up after a few seconds.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations not yet applied; safe to run again.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records an upload in one transaction: the layer (not yet published), its
+    /// first version, a queued job, its ingest task and the outbox message for it.
+    pub async fn create_upload(&self, layer: &NewLayer, source_key: &str) -> StoreResult<Upload> {
+        if layer.name.trim().is_empty() || layer.name.len() > 200 {
+            return Err(StoreError::Invalid(
+                "a layer name must have 1 to 200 characters".into(),
+            ));
+        }
+        if layer.min_zoom > layer.max_zoom || layer.max_zoom > 24 {
+            return Err(StoreError::Invalid(format!(
+                "zoom range {}-{} is not within 0-24, low to high",
+                layer.min_zoom, layer.max_zoom
+            )));
+        }
+        let (layer_id, job_id, ingest_task) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO layers (id, name, min_zoom, max_zoom, style) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(layer_id)
+        .bind(&layer.name)
+        .bind(i16::from(layer.min_zoom))
+        .bind(i16::from(layer.max_zoom))
+        .bind(&layer.style)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO layer_versions (layer_id, version, source_key) VALUES ($1, 1, $2)",
+        )
+        .bind(layer_id)
+        .bind(source_key)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO jobs (id, layer_id, version, kind) VALUES ($1, $2, 1, 'upload')")
+            .bind(job_id)
+            .bind(layer_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO tasks (id, job_id, kind) VALUES ($1, $2, 'ingest')")
+            .bind(ingest_task)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        enqueue(&mut tx, INGEST_QUEUE, ingest_task, job_id).await?;
+        tx.commit().await?;
+        Ok(Upload {
+            layer_id,
+            job_id,
+            ingest_task,
+        })
+    }
+
+    /// A job's status, or `None` for an unknown id.
+    pub async fn job(&self, id: Uuid) -> StoreResult<Option<JobStatus>> {
+        let row = sqlx::query(
+            "SELECT id, layer_id, version, kind, state, stage, tiles_total, tiles_done, error_code,
+                    error_message, created_at, started_at, finished_at, updated_at
+             FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(JobStatus {
+                id: r.try_get("id")?,
+                layer_id: r.try_get("layer_id")?,
+                version: r.try_get("version")?,
+                kind: r.try_get("kind")?,
+                state: r.try_get("state")?,
+                stage: r.try_get("stage")?,
+                tiles_total: r.try_get("tiles_total")?,
+                tiles_done: r.try_get("tiles_done")?,
+                error_code: r.try_get("error_code")?,
+                error_message: r.try_get("error_message")?,
+                created_at: r.try_get("created_at")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Settles the plan of a running job: its render tasks, its total tile count,
+    /// and their outbox messages, in one transaction. Marks `plan_task` done.
+    pub async fn plan(
+        &self,
+        job_id: Uuid,
+        plan_task: Uuid,
+        tasks: &[RenderTask],
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        let state = lock_job(&mut tx, job_id).await?;
+        if state != "queued" && state != "running" {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} is {state}; it cannot be planned"
+            )));
+        }
+        let total: i64 = tasks.iter().map(|t| i64::from(t.tiles)).sum();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', stage = 'render', tiles_total = $2,
+                    started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(total)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tasks SET state = 'done', done_at = now() WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(plan_task)
+        .execute(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles)
+                 VALUES ($1, $2, 'render', $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(job_id)
+            .bind(i16::from(t.z))
+            .bind(i64::from(t.x) as i32)
+            .bind(i64::from(t.y) as i32)
+            .bind(t.n as i32)
+            .bind(t.tiles as i32)
+            .execute(&mut *tx)
+            .await?;
+            enqueue(&mut tx, RENDER_QUEUE, id, job_id).await?;
+            ids.push(id);
+        }
+        if tasks.is_empty() {
+            finish_job(&mut tx, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Records a task done and adds its tiles to its job, once: a redelivered
+    /// task counts nothing. The last task finishes the job.
+    pub async fn complete_task(&self, task_id: Uuid) -> StoreResult<Completion> {
+        let mut tx = self.pool.begin().await?;
+        let job_id: Option<Uuid> = sqlx::query_scalar("SELECT job_id FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let job_id = job_id.ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
+        // Completions of one job are serialized on the job's row.
+        let state = lock_job(&mut tx, job_id).await?;
+        let settled = sqlx::query(
+            "UPDATE tasks SET state = 'done', done_at = now()
+             WHERE id = $1 AND state = 'pending' RETURNING tiles",
+        )
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = settled else {
+            tx.commit().await?;
+            return Ok(Completion::AlreadySettled);
+        };
+        let tiles: i32 = row.try_get("tiles")?;
+        sqlx::query(
+            "UPDATE jobs SET tiles_done = tiles_done + $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(i64::from(tiles))
+        .execute(&mut *tx)
+        .await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE job_id = $1 AND state = 'pending'",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let finished = pending == 0 && state == "running";
+        if finished {
+            finish_job(&mut tx, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Completion::Counted { job_id, finished })
+    }
+
+    /// Fails a job with a stable code and a message a person can act on; its
+    /// remaining tasks are dropped. A job already ended is left as it is.
+    pub async fn fail_job(&self, job_id: Uuid, code: &str, message: &str) -> StoreResult<bool> {
+        self.end_job(job_id, "failed", Some((code, message))).await
+    }
+
+    /// Cancels a job: its remaining tasks are dropped and it ends `cancelled`.
+    pub async fn cancel_job(&self, job_id: Uuid) -> StoreResult<bool> {
+        self.end_job(job_id, "cancelled", None).await
+    }
+
+    async fn end_job(
+        &self,
+        job_id: Uuid,
+        state: &str,
+        error: Option<(&str, &str)>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_job(&mut tx, job_id).await?;
+        if !matches!(current.as_str(), "queued" | "running") {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = $2, error_code = $3, error_message = $4,
+                    finished_at = now(), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(job_id)
+        .bind(state)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tasks SET state = 'cancelled' WHERE job_id = $1 AND state = 'pending'")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Takes up to `limit` unpublished outbox messages, oldest first, skipping
+    /// rows another relay holds; `publish` sends them, and those it returns as
+    /// sent are marked published in the same transaction.
+    pub async fn relay_outbox<F, Fut>(&self, limit: i64, publish: F) -> StoreResult<usize>
+    where
+        F: FnOnce(Vec<OutboxMessage>) -> Fut,
+        Fut: std::future::Future<Output = Vec<i64>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, queue, payload FROM outbox WHERE published_at IS NULL
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let messages = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxMessage {
+                    id: r.try_get("id")?,
+                    queue: r.try_get("queue")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if messages.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let sent = publish(messages).await;
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&sent)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sent.len())
+    }
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    queue: &str,
+    task: Uuid,
+    job: Uuid,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO outbox (queue, payload) VALUES ($1, $2)")
+        .bind(queue)
+        .bind(serde_json::json!({ "task": task, "job": job }))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Locks a job's row for the rest of the transaction and returns its state.
+async fn lock_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<String> {
+    sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))
+}
+
+/// Ends a job in success and publishes its layer version.
+async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', stage = 'finished', finished_at = now(), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE layers SET published_version = j.version, updated_at = now()
+         FROM jobs j WHERE j.id = $1 AND layers.id = j.layer_id",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! The job store against a real PostgreSQL, each test on a database of its own.
+//!
+//! The server is `TILEFARM_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts it.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use tilefarm_queue::{
+    Completion, INGEST_QUEUE, NewLayer, PgStore, RENDER_QUEUE, RenderTask, StoreError,
+};
+use uuid::Uuid;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh, migrated database, dropped at the end of the test.
+struct TestDb {
+    admin: sqlx::PgPool,
+    name: String,
+    store: PgStore,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let url =
+            std::env::var("TILEFARM_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {url} ({e}); scripts/test starts it")
+        });
+        let name = format!("tilefarm_test_{}", Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let (base, _) = url
+            .rsplit_once('/')
+            .expect("a database URL ends in /DBNAME");
+        let store = PgStore::connect(&format!("{base}/{name}")).await.unwrap();
+        store.migrate().await.unwrap();
+        TestDb { admin, name, store }
+    }
+
+    async fn drop(self) {
+        self.store.pool().close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await
+        .unwrap();
+    }
+}
+
+fn layer(name: &str) -> NewLayer {
+    NewLayer {
+        name: name.into(),
+        min_zoom: 0,
+        max_zoom: 5,
+        style: json!({}),
+    }
+}
+
+fn tasks(count: u32, tiles: u32) -> Vec<RenderTask> {
+    (0..count)
+        .map(|i| RenderTask {
+            z: 5,
+            x: i * 8 % 32,
+            y: i * 8 / 32 * 8,
+            n: 8,
+            tiles,
+        })
+        .collect()
+}
+
+async fn outbox(db: &TestDb) -> Vec<(String, serde_json::Value)> {
+    sqlx::query_as("SELECT queue, payload FROM outbox ORDER BY id")
+        .fetch_all(db.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_again_harmlessly() {
+    let db = TestDb::new().await;
+    db.store
+        .migrate()
+        .await
+        .expect("a second run applies nothing and fails nothing");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, tilefarm_queue::MIGRATOR.iter().count());
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn an_upload_is_a_queued_job_with_its_message_in_the_outbox() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/world.geojson")
+        .await
+        .unwrap();
+    let job = db.store.job(up.job_id).await.unwrap().expect("the job");
+    assert_eq!(
+        (job.state.as_str(), job.stage.as_str(), job.kind.as_str()),
+        ("queued", "queued", "upload")
+    );
+    assert_eq!((job.tiles_total, job.tiles_done), (None, 0));
+    assert_eq!(job.layer_id, up.layer_id);
+    let published: Option<i32> =
+        sqlx::query_scalar("SELECT published_version FROM layers WHERE id = $1")
+            .bind(up.layer_id)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        published, None,
+        "the layer is not visible before it is rendered"
+    );
+    let messages = outbox(&db).await;
+    assert_eq!(
+        messages,
+        vec![(
+            INGEST_QUEUE.to_string(),
+            json!({"task": up.ingest_task, "job": up.job_id})
+        )]
+    );
+    assert!(db.store.job(Uuid::new_v4()).await.unwrap().is_none());
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn bad_layers_are_refused_and_leave_nothing_behind() {
+    let db = TestDb::new().await;
+    for (bad, expected) in [
+        (
+            NewLayer {
+                min_zoom: 6,
+                max_zoom: 2,
+                ..layer("x")
+            },
+            "zoom range 6-2",
+        ),
+        (
+            NewLayer {
+                max_zoom: 25,
+                ..layer("x")
+            },
+            "zoom range 0-25",
+        ),
+        (layer(""), "layer name"),
+        (layer(&"n".repeat(201)), "layer name"),
+    ] {
+        let err = db.store.create_upload(&bad, "uploads/x").await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should mention {expected:?}"
+        );
+    }
+    let layers: i64 = sqlx::query_scalar("SELECT count(*) FROM layers")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(layers, 0);
+    assert!(outbox(&db).await.is_empty());
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn progress_rises_once_per_task_and_ends_exactly_at_the_total() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    let ids = db
+        .store
+        .plan(up.job_id, up.ingest_task, &tasks(6, 64))
+        .await
+        .unwrap();
+    let job = db.store.job(up.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.stage.as_str()),
+        ("running", "render")
+    );
+    assert_eq!((job.tiles_total, job.tiles_done), (Some(6 * 64), 0));
+    assert_eq!(
+        outbox(&db)
+            .await
+            .iter()
+            .filter(|(q, _)| q == RENDER_QUEUE)
+            .count(),
+        6
+    );
+
+    let mut last = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let c = db.store.complete_task(*id).await.unwrap();
+        assert_eq!(
+            c,
+            Completion::Counted {
+                job_id: up.job_id,
+                finished: i == ids.len() - 1
+            }
+        );
+        // A redelivery of the same task counts nothing.
+        assert_eq!(
+            db.store.complete_task(*id).await.unwrap(),
+            Completion::AlreadySettled
+        );
+        let done = db.store.job(up.job_id).await.unwrap().unwrap().tiles_done;
+        assert_eq!(done, last + 64);
+        last = done;
+    }
+    let job = db.store.job(up.job_id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.tiles_done), ("succeeded", 6 * 64));
+    assert!(job.finished_at.is_some() && job.started_at.is_some());
+    let published: Option<i32> =
+        sqlx::query_scalar("SELECT published_version FROM layers WHERE id = $1")
+            .bind(up.layer_id)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(published, Some(1));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn concurrent_and_repeated_completions_count_each_task_once() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    let ids = db
+        .store
+        .plan(up.job_id, up.ingest_task, &tasks(40, 16))
+        .await
+        .unwrap();
+    // Every task completed three times over, from many tasks at once.
+    let mut handles = Vec::new();
+    for round in 0..3 {
+        for id in &ids {
+            let (store, id) = (db.store.clone(), *id);
+            handles.push(tokio::spawn(async move {
+                (round, store.complete_task(id).await.unwrap())
+            }));
+        }
+    }
+    let mut counted = 0;
+    let mut finished = 0;
+    for h in handles {
+        if let (_, Completion::Counted { finished: f, .. }) = h.await.unwrap() {
+            counted += 1;
+            finished += usize::from(f);
+        }
+    }
+    assert_eq!(counted, 40, "each task counted once");
+    assert_eq!(finished, 1, "one completion finished the job");
+    let job = db.store.job(up.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.tiles_done, job.tiles_total),
+        ("succeeded", 640, Some(640))
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_job_drops_its_remaining_tasks() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    let ids = db
+        .store
+        .plan(up.job_id, up.ingest_task, &tasks(4, 64))
+        .await
+        .unwrap();
+    db.store.complete_task(ids[0]).await.unwrap();
+    assert!(db.store.cancel_job(up.job_id).await.unwrap());
+    assert_eq!(
+        db.store.complete_task(ids[1]).await.unwrap(),
+        Completion::AlreadySettled
+    );
+    let job = db.store.job(up.job_id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.tiles_done), ("cancelled", 64));
+    assert!(
+        !db.store.cancel_job(up.job_id).await.unwrap(),
+        "an ended job stays as it ended"
+    );
+    assert!(!db.store.fail_job(up.job_id, "x", "y").await.unwrap());
+    let err = db
+        .store
+        .plan(up.job_id, up.ingest_task, &tasks(1, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_failed_job_says_why() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    let msg = "features[3], id \"FRA\": geometry.coordinates[0]: the ring is not closed";
+    assert!(
+        db.store
+            .fail_job(up.job_id, "invalid_geojson", msg)
+            .await
+            .unwrap()
+    );
+    let job = db.store.job(up.job_id).await.unwrap().unwrap();
+    assert_eq!(job.state, "failed");
+    assert_eq!(
+        (job.error_code.as_deref(), job.error_message.as_deref()),
+        (Some("invalid_geojson"), Some(msg))
+    );
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state = 'pending'")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "no task is left to run");
+    let err = db.store.complete_task(Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn relays_share_the_outbox_without_sending_a_message_twice() {
+    let db = TestDb::new().await;
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    db.store
+        .plan(up.job_id, up.ingest_task, &tasks(30, 1))
+        .await
+        .unwrap();
+    let total = outbox(&db).await.len();
+    assert_eq!(total, 31);
+    // Two relays at once, each taking batches until nothing is left.
+    let relay = |store: PgStore| async move {
+        let mut seen = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            let n = store
+                .relay_outbox(7, |msgs| {
+                    batch = msgs.iter().map(|m| m.id).collect();
+                    let ids = batch.clone();
+                    async move { ids }
+                })
+                .await
+                .unwrap();
+            if n == 0 {
+                break seen;
+            }
+            seen.extend(batch);
+        }
+    };
+    let (a, b) = tokio::join!(relay(db.store.clone()), relay(db.store.clone()));
+    let all: HashSet<i64> = a.iter().chain(&b).copied().collect();
+    assert_eq!(a.len() + b.len(), total, "no message was sent twice");
+    assert_eq!(all.len(), total, "every message was sent");
+    // A message the broker did not confirm stays for the next relay.
+    let up2 = db
+        .store
+        .create_upload(&layer("again"), "uploads/a")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .relay_outbox(10, |_| async { Vec::new() })
+            .await
+            .unwrap(),
+        0
+    );
+    let left: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE published_at IS NULL")
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        vec![json!({"task": up2.ingest_task, "job": up2.job_id})]
+    );
+    db.drop().await;
+}
