@@ -1,15 +1,20 @@
 //! tilefarm's job queue: layers, jobs and tasks in PostgreSQL (schema in
 //! `migrations/`), with an outbox that carries each task to the broker.
 //!
-//! So far: the job store ([`PgStore`]). The RabbitMQ transport, the outbox relay
-//! and the embedded (in-process, SQLite) equivalents are still to come.
+//! So far: the job store ([`PgStore`]) and the RabbitMQ transport ([`Broker`]:
+//! topology, confirmed publishing, the outbox relay). Consumers, retries with
+//! backoff and the embedded (in-process, SQLite) equivalents are still to come.
 #![forbid(unsafe_code)]
 
+mod amqp;
 mod error;
 mod store;
 
+pub use amqp::{
+    Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, QueuePolicy, WORK_QUEUES,
+};
 pub use error::{StoreError, StoreResult};
 pub use store::{
-    Completion, INGEST_QUEUE, JobStatus, MIGRATOR, NewLayer, OutboxMessage, PgStore, RENDER_QUEUE,
-    RenderTask, Upload,
+    Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, JobStatus, MIGRATOR, NewLayer, OutboxMessage,
+    PgStore, RENDER_QUEUE, RenderTask, Upload,
 };

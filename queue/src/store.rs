@@ -15,6 +15,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// The queue a task's message goes to.
 pub const INGEST_QUEUE: &str = "tilefarm.ingest";
 pub const RENDER_QUEUE: &str = "tilefarm.render";
+/// Interactive work (edits), kept apart so it never waits behind bulk seeding.
+pub const INTERACTIVE_QUEUE: &str = "tilefarm.interactive";
 
 /// A new layer, as an upload describes it.
 #[derive(Clone, Debug)]

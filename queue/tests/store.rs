@@ -11,46 +11,8 @@ use tilefarm_queue::{
 };
 use uuid::Uuid;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A fresh, migrated database, dropped at the end of the test.
-struct TestDb {
-    admin: sqlx::PgPool,
-    name: String,
-    store: PgStore,
-}
-
-impl TestDb {
-    async fn new() -> TestDb {
-        let url =
-            std::env::var("TILEFARM_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-        let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {url} ({e}); scripts/test starts it")
-        });
-        let name = format!("tilefarm_test_{}", Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let (base, _) = url
-            .rsplit_once('/')
-            .expect("a database URL ends in /DBNAME");
-        let store = PgStore::connect(&format!("{base}/{name}")).await.unwrap();
-        store.migrate().await.unwrap();
-        TestDb { admin, name, store }
-    }
-
-    async fn drop(self) {
-        self.store.pool().close().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&self.admin)
-        .await
-        .unwrap();
-    }
-}
+mod common;
+use common::TestDb;
 
 fn layer(name: &str) -> NewLayer {
     NewLayer {

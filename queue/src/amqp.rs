@@ -1,0 +1,190 @@
+//! The RabbitMQ transport: topology, publishing with confirms, and the outbox relay.
+//!
+//! Work queues are durable quorum queues with an explicit delivery limit (RabbitMQ
+//! 3.x sets none by default); a message delivered more often than that is
+//! dead-lettered, without loss, to [`DEAD_QUEUE`] for ops to inspect. Interactive
+//! work (edits) has a queue of its own so it never waits behind bulk seeding.
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, PgStore, RENDER_QUEUE};
+
+/// Where messages past their delivery limit (or rejected) end up.
+pub const DEAD_QUEUE: &str = "tilefarm.dead";
+/// The exchange that routes dead letters to [`DEAD_QUEUE`].
+pub const DEAD_LETTER_EXCHANGE: &str = "tilefarm.dlx";
+/// The work queues, each a quorum queue with the same dead-letter policy.
+pub const WORK_QUEUES: [&str; 3] = [INGEST_QUEUE, RENDER_QUEUE, INTERACTIVE_QUEUE];
+
+/// A broker failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ did not take the message for {queue}: {reason}")]
+    NotConfirmed { queue: String, reason: String },
+    #[error("the job store: {0}")]
+    Store(#[from] crate::error::StoreError),
+}
+
+pub type BrokerResult<T> = Result<T, BrokerError>;
+
+/// Settings of the work queues.
+#[derive(Clone, Copy, Debug)]
+pub struct QueuePolicy {
+    /// Deliveries before a message is dead-lettered.
+    pub delivery_limit: i64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy { delivery_limit: 5 }
+    }
+}
+
+/// A connection to RabbitMQ with a publishing channel in confirm mode.
+#[derive(Debug)]
+pub struct Broker {
+    connection: Connection,
+    publisher: Channel,
+}
+
+fn short(s: &str) -> ShortString {
+    s.into()
+}
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+impl Broker {
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`) and declares the
+    /// topology (idempotently).
+    pub async fn connect(url: &str, policy: QueuePolicy) -> BrokerResult<Broker> {
+        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+        let publisher = connection.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let broker = Broker {
+            connection,
+            publisher,
+        };
+        broker.declare_topology(policy).await?;
+        Ok(broker)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Declares the dead-letter exchange and queue and the work queues. Safe to
+    /// run from every process at start-up.
+    pub async fn declare_topology(&self, policy: QueuePolicy) -> BrokerResult<()> {
+        let ch = &self.publisher;
+        ch.exchange_declare(
+            short(DEAD_LETTER_EXCHANGE),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+        let mut dead_args = FieldTable::default();
+        dead_args.insert(short("x-queue-type"), long("quorum"));
+        ch.queue_declare(short(DEAD_QUEUE), QueueDeclareOptions::durable(), dead_args)
+            .await?;
+        for queue in WORK_QUEUES {
+            ch.queue_bind(
+                short(DEAD_QUEUE),
+                short(DEAD_LETTER_EXCHANGE),
+                short(queue),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            let mut args = FieldTable::default();
+            args.insert(short("x-queue-type"), long("quorum"));
+            args.insert(
+                short("x-delivery-limit"),
+                AMQPValue::LongLongInt(policy.delivery_limit),
+            );
+            args.insert(short("x-dead-letter-exchange"), long(DEAD_LETTER_EXCHANGE));
+            // Loss-free dead-lettering, which needs overflow by rejecting publishes.
+            args.insert(short("x-dead-letter-strategy"), long("at-least-once"));
+            args.insert(short("x-overflow"), long("reject-publish"));
+            ch.queue_declare(short(queue), QueueDeclareOptions::durable(), args)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a persistent message to `queue` and waits until the broker has
+    /// taken responsibility for it (publisher confirm). A message the broker
+    /// cannot route or refuses is an error.
+    pub async fn publish(&self, queue: &str, payload: &[u8]) -> BrokerResult<()> {
+        let confirm = self
+            .publisher
+            .basic_publish(
+                short(""),
+                short(queue),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type(short("application/json")),
+            )
+            .await?
+            .await?;
+        if confirm.is_nack() {
+            return Err(BrokerError::NotConfirmed {
+                queue: queue.into(),
+                reason: "nacked".into(),
+            });
+        }
+        if let Some(returned) = confirm.take_message() {
+            return Err(BrokerError::NotConfirmed {
+                queue: queue.into(),
+                reason: format!("returned: {}", returned.reply_text),
+            });
+        }
+        Ok(())
+    }
+
+    /// Publishes up to `limit` outbox messages and marks those the broker
+    /// confirmed; the rest stay for the next pass. Returns how many were sent.
+    pub async fn relay_outbox(&self, store: &PgStore, limit: i64) -> BrokerResult<usize> {
+        let mut failure = None;
+        let sent = store
+            .relay_outbox(limit, |messages| async {
+                let mut sent = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let body = m.payload.to_string();
+                    match self.publish(&m.queue, body.as_bytes()).await {
+                        Ok(()) => sent.push(m.id),
+                        Err(e) => {
+                            tracing::warn!(outbox_id = m.id, queue = %m.queue, "not relayed: {e}");
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                sent
+            })
+            .await?;
+        match failure {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
+    }
+}

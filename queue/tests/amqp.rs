@@ -1,0 +1,159 @@
+//! The RabbitMQ transport against the real broker, each test on a virtual host
+//! of its own (and, where the job store is involved, a database of its own).
+
+mod common;
+
+use common::{TestDb, TestVhost};
+use lapin::options::{BasicGetOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
+use serde_json::json;
+use tilefarm_queue::{
+    Broker, BrokerError, DEAD_QUEUE, INGEST_QUEUE, NewLayer, QueuePolicy, RENDER_QUEUE, WORK_QUEUES,
+};
+
+/// Takes one message off `queue` for good (acknowledged on delivery).
+async fn get(broker: &Broker, queue: &str) -> Option<lapin::message::BasicGetMessage> {
+    let ch = broker.connection().create_channel().await.unwrap();
+    ch.basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn topology_is_declared_idempotently_and_messages_are_persistent() {
+    let vhost = TestVhost::new();
+    let broker = Broker::connect(&vhost.url, QueuePolicy::default())
+        .await
+        .unwrap();
+    // A second process declaring the same topology changes nothing.
+    let again = Broker::connect(&vhost.url, QueuePolicy::default())
+        .await
+        .unwrap();
+    again
+        .publish(RENDER_QUEUE, br#"{"task":"t1"}"#)
+        .await
+        .unwrap();
+    let msg = get(&broker, RENDER_QUEUE)
+        .await
+        .expect("the message is queued");
+    assert_eq!(msg.delivery.data, br#"{"task":"t1"}"#);
+    assert_eq!(
+        msg.delivery.properties.delivery_mode(),
+        &Some(2),
+        "persistent"
+    );
+    for q in WORK_QUEUES.iter().chain([&DEAD_QUEUE]) {
+        assert!(get(&broker, q).await.is_none(), "{q} holds nothing else");
+    }
+}
+
+#[tokio::test]
+async fn an_unroutable_message_is_an_error_not_a_silent_loss() {
+    let vhost = TestVhost::new();
+    let broker = Broker::connect(&vhost.url, QueuePolicy::default())
+        .await
+        .unwrap();
+    let err = broker.publish("tilefarm.nowhere", b"{}").await.unwrap_err();
+    assert!(matches!(err, BrokerError::NotConfirmed { .. }), "{err:?}");
+    assert!(err.to_string().contains("tilefarm.nowhere"), "{err}");
+}
+
+#[tokio::test]
+async fn a_message_past_its_delivery_limit_is_dead_lettered_with_the_reason() {
+    let vhost = TestVhost::new();
+    let broker = Broker::connect(&vhost.url, QueuePolicy { delivery_limit: 2 })
+        .await
+        .unwrap();
+    broker.publish(RENDER_QUEUE, b"poison").await.unwrap();
+    let ch = broker.connection().create_channel().await.unwrap();
+    let mut deliveries = 0;
+    // A worker that fails the task every time, asking for a redelivery.
+    for _ in 0..20 {
+        match ch
+            .basic_get(RENDER_QUEUE.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                deliveries += 1;
+                m.delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            None => {
+                if deliveries > 0 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        deliveries >= 2,
+        "delivered {deliveries} times before giving up"
+    );
+    assert!(
+        deliveries <= 3,
+        "delivered {deliveries} times: the limit did not hold"
+    );
+    // Dead-lettering is asynchronous on quorum queues: wait for it.
+    let mut dead = None;
+    for _ in 0..50 {
+        dead = get(&broker, DEAD_QUEUE).await;
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the message reached the dead-letter queue");
+    assert_eq!(dead.delivery.data, b"poison");
+    let headers = dead
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .expect("dead-letter headers");
+    let reason = headers.inner().get("x-first-death-reason").cloned();
+    assert_eq!(
+        reason,
+        Some(AMQPValue::LongString("delivery_limit".into())),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_relay_publishes_each_message_once() {
+    let vhost = TestVhost::new();
+    let db = TestDb::new().await;
+    let broker = Broker::connect(&vhost.url, QueuePolicy::default())
+        .await
+        .unwrap();
+    let layer = NewLayer {
+        name: "world".into(),
+        min_zoom: 0,
+        max_zoom: 3,
+        style: json!({}),
+    };
+    let up = db
+        .store
+        .create_upload(&layer, "uploads/world")
+        .await
+        .unwrap();
+    assert_eq!(broker.relay_outbox(&db.store, 100).await.unwrap(), 1);
+    assert_eq!(
+        broker.relay_outbox(&db.store, 100).await.unwrap(),
+        0,
+        "nothing is sent twice"
+    );
+    let msg = get(&broker, INGEST_QUEUE)
+        .await
+        .expect("the ingest task is queued");
+    let payload: serde_json::Value = serde_json::from_slice(&msg.delivery.data).unwrap();
+    assert_eq!(payload, json!({"task": up.ingest_task, "job": up.job_id}));
+    assert!(get(&broker, INGEST_QUEUE).await.is_none());
+    db.drop().await;
+}
