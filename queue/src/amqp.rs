@@ -5,12 +5,17 @@
 //! dead-lettered, without loss, to [`DEAD_QUEUE`] for ops to inspect. Interactive
 //! work (edits) has a queue of its own so it never waits behind bulk seeding.
 
+use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, PgStore, RENDER_QUEUE};
 
@@ -161,6 +166,27 @@ impl Broker {
         Ok(())
     }
 
+    /// Starts consuming `queue` on a channel of its own, with at most `prefetch`
+    /// unacknowledged messages in hand (match it to the render concurrency).
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> BrokerResult<TaskConsumer> {
+        let channel = self.connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                short(queue),
+                short(&format!("tilefarm-{}", Uuid::new_v4().simple())),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(TaskConsumer {
+            _channel: channel,
+            consumer,
+        })
+    }
+
     /// Publishes up to `limit` outbox messages and marks those the broker
     /// confirmed; the rest stay for the next pass. Returns how many were sent.
     pub async fn relay_outbox(&self, store: &PgStore, limit: i64) -> BrokerResult<usize> {
@@ -186,5 +212,84 @@ impl Broker {
             Some(e) if sent == 0 => Err(e),
             _ => Ok(sent),
         }
+    }
+}
+
+/// The body of a task message, as the outbox writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task: Uuid,
+    pub job: Uuid,
+}
+
+/// How handling a task ended, which decides what happens to its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The side effects are durable: the message is acknowledged.
+    Done,
+    /// A passing failure (a store or broker hiccup): the message goes back for
+    /// another delivery, up to the queue's delivery limit.
+    Retry(String),
+    /// A failure no retry can mend (bad data, a bug): the message is
+    /// dead-lettered at once.
+    Permanent(String),
+}
+
+/// Messages delivered from one queue.
+#[derive(Debug)]
+pub struct TaskConsumer {
+    _channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl TaskConsumer {
+    /// The next delivery; `None` when the consumer was cancelled.
+    pub async fn next(&mut self) -> Option<BrokerResult<Incoming>> {
+        let delivery = self.consumer.next().await?;
+        Some(delivery.map_err(BrokerError::from).map(|delivery| {
+            let message = serde_json::from_slice(&delivery.data).map_err(|e| {
+                format!(
+                    "the message is not a task ({e}): {}",
+                    String::from_utf8_lossy(&delivery.data)
+                )
+            });
+            Incoming { message, delivery }
+        }))
+    }
+}
+
+/// One delivered message, to be settled with its [`Outcome`].
+#[derive(Debug)]
+pub struct Incoming {
+    /// The task, or why the body is not one (settle that as permanent).
+    pub message: Result<TaskMessage, String>,
+    delivery: Delivery,
+}
+
+impl Incoming {
+    /// Whether the broker delivered this message before (to this or another worker).
+    pub fn redelivered(&self) -> bool {
+        self.delivery.redelivered
+    }
+
+    /// Acknowledges, requeues or dead-letters the message.
+    pub async fn settle(self, outcome: &Outcome) -> BrokerResult<()> {
+        match outcome {
+            Outcome::Done => self.delivery.ack(BasicAckOptions::default()).await?,
+            Outcome::Retry(_) => {
+                self.delivery
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await?
+            }
+            Outcome::Permanent(_) => {
+                self.delivery
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?
+            }
+        };
+        Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! `migrations/`), with an outbox that carries each task to the broker.
 //!
 //! So far: the job store ([`PgStore`]) and the RabbitMQ transport ([`Broker`]:
-//! topology, confirmed publishing, the outbox relay). Consumers, retries with
-//! backoff and the embedded (in-process, SQLite) equivalents are still to come.
+//! topology, confirmed publishing, the outbox relay, consumers whose messages
+//! are settled by an [`Outcome`]). Retries with backoff and the embedded (in-process, SQLite) equivalents are still to come.
 #![forbid(unsafe_code)]
 
 mod amqp;
@@ -11,7 +11,8 @@ mod error;
 mod store;
 
 pub use amqp::{
-    Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, QueuePolicy, WORK_QUEUES,
+    Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming, Outcome,
+    QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES,
 };
 pub use error::{StoreError, StoreResult};
 pub use store::{

@@ -157,3 +157,88 @@ async fn the_outbox_relay_publishes_each_message_once() {
     assert!(get(&broker, INGEST_QUEUE).await.is_none());
     db.drop().await;
 }
+
+/// The consumer's next delivery, failing the test after 10 s without one.
+async fn next(c: &mut tilefarm_queue::TaskConsumer) -> tilefarm_queue::Incoming {
+    tokio::time::timeout(std::time::Duration::from_secs(10), c.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the consumer is open")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn consumed_messages_are_settled_by_their_outcome() {
+    use tilefarm_queue::{Outcome, TaskMessage};
+    let vhost = TestVhost::new();
+    let broker = Broker::connect(&vhost.url, QueuePolicy::default())
+        .await
+        .unwrap();
+    let tasks: Vec<TaskMessage> = (0..3)
+        .map(|_| TaskMessage {
+            task: uuid::Uuid::new_v4(),
+            job: uuid::Uuid::new_v4(),
+        })
+        .collect();
+    for t in &tasks {
+        broker
+            .publish(RENDER_QUEUE, &serde_json::to_vec(t).unwrap())
+            .await
+            .unwrap();
+    }
+    broker.publish(RENDER_QUEUE, b"not a task").await.unwrap();
+
+    let mut consumer = broker.consume(RENDER_QUEUE, 1).await.unwrap();
+    // Done: acknowledged and gone.
+    let first = next(&mut consumer).await;
+    assert_eq!(first.message, Ok(tasks[0]));
+    first.settle(&Outcome::Done).await.unwrap();
+    // Retry: delivered again, marked as a redelivery.
+    let second = next(&mut consumer).await;
+    assert_eq!(second.message, Ok(tasks[1]));
+    assert!(!second.redelivered());
+    second
+        .settle(&Outcome::Retry("the store was busy".into()))
+        .await
+        .unwrap();
+    let mut again = next(&mut consumer).await;
+    while again.message != Ok(tasks[1]) {
+        // The queue may hand out the next message before the returned one.
+        again.settle(&Outcome::Retry("later".into())).await.unwrap();
+        again = next(&mut consumer).await;
+    }
+    assert!(again.redelivered());
+    again.settle(&Outcome::Done).await.unwrap();
+    // Permanent: dead-lettered at once, as is a body that is not a task.
+    for _ in 0..2 {
+        let m = next(&mut consumer).await;
+        let outcome = match &m.message {
+            Ok(t) => {
+                assert_eq!(*t, tasks[2]);
+                Outcome::Permanent("the data cannot be rendered".into())
+            }
+            Err(why) => {
+                assert!(why.contains("not a task"), "{why}");
+                Outcome::Permanent(why.clone())
+            }
+        };
+        m.settle(&outcome).await.unwrap();
+    }
+    let mut dead = Vec::new();
+    for _ in 0..50 {
+        while let Some(m) = get(&broker, DEAD_QUEUE).await {
+            dead.push(m.delivery.data.clone());
+        }
+        if dead.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    dead.sort();
+    let mut expected = vec![
+        b"not a task".to_vec(),
+        serde_json::to_vec(&tasks[2]).unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(dead, expected);
+}
