@@ -6,12 +6,15 @@
 //! [`PmTilesSink`] (one PMTiles archive).
 #![forbid(unsafe_code)]
 
+mod plan;
 mod pmtiles;
 mod pyramid;
 mod sink;
 
+pub use plan::{RenderPlan, plan_render};
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
-    PyramidOptions, RenderError, Summary, check_options, parse_zoom_range, render_pyramid,
+    MetaTileReport, PyramidOptions, RenderError, Summary, UniformPngs, check_options,
+    parse_zoom_range, render_metatile_into, render_pyramid,
 };
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

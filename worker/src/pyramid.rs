@@ -89,13 +89,14 @@ struct Counters {
     bytes: AtomicU64,
 }
 
-/// PNGs of one-colour tiles, encoded once per colour.
-#[derive(Default)]
-struct UniformCache {
+/// PNGs of one-colour tiles, encoded once per colour and shared by every tile
+/// (and every metatile) of that colour.
+#[derive(Debug, Default)]
+pub struct UniformPngs {
     pngs: Mutex<HashMap<Rgba, Arc<Vec<u8>>>>,
 }
 
-impl UniformCache {
+impl UniformPngs {
     fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
         if let Some(png) = self.pngs.lock().expect("lock").get(&color) {
             return Ok(png.clone());
@@ -155,6 +156,66 @@ pub fn check_options(options: &PyramidOptions) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// What drawing one metatile produced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaTileReport {
+    /// Whether any feature came near (otherwise nothing was drawn).
+    pub drawn: bool,
+    pub encoded: u64,
+    pub uniform: u64,
+    pub empty: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+}
+
+/// Draws one metatile of a prepared zoom layer and hands its tiles to `sink`:
+/// one render task of the farm, and the unit `render_pyramid` repeats. Fully
+/// transparent tiles are left out with `skip_empty`.
+pub fn render_metatile_into(
+    zl: &ZoomLayer,
+    meta: MetaTile,
+    skip_empty: bool,
+    sink: &dyn TileSink,
+    pngs: &UniformPngs,
+) -> Result<MetaTileReport, RenderError> {
+    let ts = zl.tile_size();
+    let rendered = render_metatile(zl, meta);
+    let mut report = MetaTileReport {
+        drawn: !rendered.is_blank(),
+        ..Default::default()
+    };
+    for t in meta.tiles() {
+        let png = match rendered.tile(t) {
+            TileImage::Uniform(color) => {
+                report.uniform += 1;
+                if color.is_invisible() {
+                    report.empty += 1;
+                    if skip_empty {
+                        report.skipped += 1;
+                        continue;
+                    }
+                }
+                let png = pngs
+                    .get(color, ts)
+                    .map_err(|source| RenderError::Png { tile: t, source })?;
+                sink.put_uniform(t, color, &png)
+                    .map_err(|source| RenderError::Sink { tile: t, source })?;
+                png.len()
+            }
+            image @ TileImage::Pixels(_) => {
+                let png = encode_png(&image, ts)
+                    .map_err(|source| RenderError::Png { tile: t, source })?;
+                sink.put(t, &png)
+                    .map_err(|source| RenderError::Sink { tile: t, source })?;
+                report.encoded += 1;
+                png.len()
+            }
+        };
+        report.bytes += png as u64;
+    }
+    Ok(report)
+}
+
 /// Renders every tile of `options.zooms` into `sink`, calling `progress` with the
 /// number of tiles finished as work completes. Uses the current rayon pool; the
 /// output is the same bytes whatever the number of threads.
@@ -192,46 +253,18 @@ pub fn render_pyramid(
             work.extend(MetaTile::all(zl.zoom(), options.metatile).map(|m| (i, m)));
         }
     }
-    let cache = UniformCache::default();
+    let pngs = UniformPngs::default();
     work.par_iter()
         .try_for_each(|&(i, meta)| -> Result<(), RenderError> {
-            let zl = &zooms[i];
-            let rendered = render_metatile(zl, meta);
-            if !rendered.is_blank() {
-                counters.drawn.fetch_add(1, Ordering::Relaxed);
-            }
-            for t in meta.tiles() {
-                match rendered.tile(t) {
-                    TileImage::Uniform(color) => {
-                        counters.uniform.fetch_add(1, Ordering::Relaxed);
-                        if color.is_invisible() {
-                            counters.empty.fetch_add(1, Ordering::Relaxed);
-                            if options.skip_empty {
-                                counters.skipped.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                        }
-                        let png = cache
-                            .get(color, ts)
-                            .map_err(|source| RenderError::Png { tile: t, source })?;
-                        sink.put_uniform(t, color, &png)
-                            .map_err(|source| RenderError::Sink { tile: t, source })?;
-                        counters
-                            .bytes
-                            .fetch_add(png.len() as u64, Ordering::Relaxed);
-                    }
-                    image @ TileImage::Pixels(_) => {
-                        let png = encode_png(&image, ts)
-                            .map_err(|source| RenderError::Png { tile: t, source })?;
-                        sink.put(t, &png)
-                            .map_err(|source| RenderError::Sink { tile: t, source })?;
-                        counters.encoded.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .bytes
-                            .fetch_add(png.len() as u64, Ordering::Relaxed);
-                    }
-                }
-            }
+            let r = render_metatile_into(&zooms[i], meta, options.skip_empty, sink, &pngs)?;
+            counters
+                .drawn
+                .fetch_add(u64::from(r.drawn), Ordering::Relaxed);
+            counters.encoded.fetch_add(r.encoded, Ordering::Relaxed);
+            counters.uniform.fetch_add(r.uniform, Ordering::Relaxed);
+            counters.empty.fetch_add(r.empty, Ordering::Relaxed);
+            counters.skipped.fetch_add(r.skipped, Ordering::Relaxed);
+            counters.bytes.fetch_add(r.bytes, Ordering::Relaxed);
             progress(meta.tile_count());
             Ok(())
         })?;

@@ -297,3 +297,46 @@ fn leaving_empty_tiles_out_costs_in_proportion_to_the_data() {
     // Every city's tile at zoom 10 is there.
     assert!(files >= 200, "{files} tiles written");
 }
+
+#[test]
+fn planned_tasks_run_one_by_one_give_the_same_tiles_as_the_whole_pyramid() {
+    use tilefarm_renderer::ZoomLayer;
+    use tilefarm_worker::{UniformPngs, plan_render, render_metatile_into};
+    let options = PyramidOptions {
+        zooms: 0..=5,
+        skip_empty: true,
+        ..PyramidOptions::default()
+    };
+    let layer = sample_layer("ne_cities.geojson", &Style::default());
+    let whole = tempfile::tempdir().unwrap();
+    let summary = render_pyramid(
+        &layer,
+        &options,
+        &DirSink::new(whole.path(), true).unwrap(),
+        &|_| {},
+    )
+    .unwrap();
+
+    let plan = plan_render(&layer, 0..=5, 8, 256);
+    assert_eq!(plan.pyramid_tiles, summary.tiles);
+    assert!(
+        plan.tiles < plan.pyramid_tiles,
+        "the plan leaves out metatiles no city is near"
+    );
+    let tasks = tempfile::tempdir().unwrap();
+    let sink = DirSink::new(tasks.path(), true).unwrap();
+    let pngs = UniformPngs::default();
+    let zooms: Vec<ZoomLayer> = (0..=5).map(|z| ZoomLayer::new(&layer, z, 256)).collect();
+    // In reverse order, and the first task twice, as a redelivery would.
+    let mut drawn = 0;
+    for meta in plan.metatiles.iter().rev().chain(plan.metatiles.first()) {
+        let report =
+            render_metatile_into(&zooms[meta.z as usize], *meta, true, &sink, &pngs).unwrap();
+        drawn += u64::from(report.drawn);
+    }
+    assert!(drawn >= plan.metatiles.len() as u64);
+    assert!(
+        tree(tasks.path()) == tree(whole.path()),
+        "the tasks' tiles equal the whole pyramid's"
+    );
+}
