@@ -23,7 +23,7 @@ pub struct RenderArgs {
     #[arg(long, default_value = "0-5", value_parser = parse_zoom_range)]
     pub zooms: (u8, u8),
     /// Output: a directory (`z/x/y.png`), a PMTiles archive (`NAME.pmtiles`), or an
-    /// object store URL (`file:///...`, `memory:///`).
+    /// object store URL (`s3://bucket/prefix`, `file:///...`).
     #[arg(long, env = "TILEFARM_OUT")]
     pub out: String,
     /// Style JSON file (default: the reference style).
@@ -44,6 +44,17 @@ pub struct RenderArgs {
     /// Write a full copy of each one-colour tile instead of a hard link to one file.
     #[arg(long)]
     pub no_link: bool,
+    /// S3-compatible endpoint for `s3://` outputs (credentials and region come
+    /// from the usual `AWS_*` variables).
+    #[arg(long, env = "TILEFARM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `Cache-Control` stored with each tile in S3.
+    #[arg(
+        long,
+        env = "TILEFARM_CACHE_CONTROL",
+        default_value = "public, max-age=86400"
+    )]
+    pub cache_control: String,
     /// Render threads (default: one per core).
     #[arg(long, env = "TILEFARM_THREADS")]
     pub threads: Option<usize>,
@@ -106,13 +117,30 @@ pub fn run(args: RenderArgs) -> Result<()> {
             .context("cannot start the I/O runtime")?;
         let url =
             url::Url::parse(&args.out).with_context(|| format!("{:?} is not a URL", args.out))?;
-        let (store, prefix) = object_store::parse_url(&url)
-            .with_context(|| format!("cannot open the object store {}", args.out))?;
-        Box::new(ObjectStoreSink::new(
-            Arc::from(store),
-            prefix,
-            runtime.handle().clone(),
-        ))
+        if url.scheme() == "s3" {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+            if let Some(endpoint) = &args.s3_endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            let store = builder
+                .build()
+                .with_context(|| format!("cannot open the S3 bucket of {}", args.out))?;
+            let prefix = object_store::path::Path::from(url.path().trim_start_matches('/'));
+            Box::new(
+                ObjectStoreSink::new(Arc::new(store), prefix, runtime.handle().clone())
+                    .with_http_headers(&args.cache_control),
+            )
+        } else {
+            let (store, prefix) = object_store::parse_url(&url)
+                .with_context(|| format!("cannot open the object store {}", args.out))?;
+            Box::new(ObjectStoreSink::new(
+                Arc::from(store),
+                prefix,
+                runtime.handle().clone(),
+            ))
+        }
     } else if args.out.ends_with(".pmtiles") {
         let [w, s, e, n] = layer
             .bounds()

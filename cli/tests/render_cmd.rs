@@ -277,3 +277,62 @@ fn migrate_creates_the_job_store_schema_and_can_run_again() {
     assert!(err.contains("cannot connect to the job store"), "{err}");
     assert!(!err.contains("secret"), "the password is not shown: {err}");
 }
+
+#[test]
+fn renders_into_an_s3_bucket_with_cache_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiles")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("s3s-fs")
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "k",
+            "--secret-key",
+            "s",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start s3s-fs ({e}); scripts/setup installs it"));
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 20, "s3s-fs did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+        .args([
+            "render",
+            &sample("ne_cities.geojson"),
+            "--zooms",
+            "0-2",
+            "--out",
+            "s3://tiles/cities",
+        ])
+        .args([
+            "--s3-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "--cache-control",
+            "max-age=5",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // s3s-fs keeps each object as a file under its bucket's directory.
+    let png =
+        std::fs::read(dir.path().join("tiles/cities/2/1/1.png")).expect("a tile in the bucket");
+    assert_eq!(&png[1..4], b"PNG");
+}
