@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use tilefarm_queue::{
-    Completion, INGEST_QUEUE, NewLayer, PgStore, RENDER_QUEUE, RenderTask, StoreError,
+    Completion, INGEST_QUEUE, NewLayer, PgStore, RENDER_QUEUE, RenderTask, StoreError, Upload,
 };
 use uuid::Uuid;
 
@@ -33,6 +33,21 @@ fn tasks(count: u32, tiles: u32) -> Vec<RenderTask> {
             tiles,
         })
         .collect()
+}
+
+/// An upload planned into `count` render tasks of `tiles` tiles each.
+async fn planned(db: &TestDb, count: u32, tiles: u32) -> (Upload, Vec<Uuid>) {
+    let up = db
+        .store
+        .create_upload(&layer("world"), "uploads/w")
+        .await
+        .unwrap();
+    let ids = db
+        .store
+        .plan(up.job_id, up.ingest_task, &tasks(count, tiles))
+        .await
+        .unwrap();
+    (up, ids)
 }
 
 async fn outbox(db: &TestDb) -> Vec<(String, serde_json::Value)> {
@@ -135,16 +150,7 @@ async fn bad_layers_are_refused_and_leave_nothing_behind() {
 #[tokio::test]
 async fn progress_rises_once_per_task_and_ends_exactly_at_the_total() {
     let db = TestDb::new().await;
-    let up = db
-        .store
-        .create_upload(&layer("world"), "uploads/w")
-        .await
-        .unwrap();
-    let ids = db
-        .store
-        .plan(up.job_id, up.ingest_task, &tasks(6, 64))
-        .await
-        .unwrap();
+    let (up, ids) = planned(&db, 6, 64).await;
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
     assert_eq!(
         (job.state.as_str(), job.stage.as_str()),
@@ -195,16 +201,7 @@ async fn progress_rises_once_per_task_and_ends_exactly_at_the_total() {
 #[tokio::test]
 async fn concurrent_and_repeated_completions_count_each_task_once() {
     let db = TestDb::new().await;
-    let up = db
-        .store
-        .create_upload(&layer("world"), "uploads/w")
-        .await
-        .unwrap();
-    let ids = db
-        .store
-        .plan(up.job_id, up.ingest_task, &tasks(40, 16))
-        .await
-        .unwrap();
+    let (up, ids) = planned(&db, 40, 16).await;
     // Every task completed three times over, from many tasks at once.
     let mut handles = Vec::new();
     for round in 0..3 {
@@ -236,16 +233,7 @@ async fn concurrent_and_repeated_completions_count_each_task_once() {
 #[tokio::test]
 async fn a_cancelled_job_drops_its_remaining_tasks() {
     let db = TestDb::new().await;
-    let up = db
-        .store
-        .create_upload(&layer("world"), "uploads/w")
-        .await
-        .unwrap();
-    let ids = db
-        .store
-        .plan(up.job_id, up.ingest_task, &tasks(4, 64))
-        .await
-        .unwrap();
+    let (up, ids) = planned(&db, 4, 64).await;
     db.store.complete_task(ids[0]).await.unwrap();
     assert!(db.store.cancel_job(up.job_id).await.unwrap());
     assert_eq!(
