@@ -5,6 +5,8 @@
 //! dead-lettered, without loss, to [`DEAD_QUEUE`] for ops to inspect. Interactive
 //! work (edits) has a queue of its own so it never waits behind bulk seeding.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -40,23 +42,40 @@ pub enum BrokerError {
 pub type BrokerResult<T> = Result<T, BrokerError>;
 
 /// Settings of the work queues.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct QueuePolicy {
-    /// Deliveries before a message is dead-lettered.
+    /// Deliveries of one message before it is dead-lettered: the backstop for a
+    /// task that kills its worker each time it runs.
     pub delivery_limit: i64,
+    /// The wait before each retry of a failed task; a task that fails once more
+    /// than there are delays goes to the dead-letter queue.
+    pub retry_delays: Vec<Duration>,
 }
 
 impl Default for QueuePolicy {
     fn default() -> Self {
-        QueuePolicy { delivery_limit: 5 }
+        QueuePolicy {
+            delivery_limit: 5,
+            retry_delays: [1, 5, 30].map(Duration::from_secs).to_vec(),
+        }
     }
 }
+
+/// The delay queue holding messages of `queue` that wait `delay` for a retry;
+/// when their time is up they are dead-lettered back to `queue`.
+pub fn retry_queue(queue: &str, delay: Duration) -> String {
+    format!("{queue}.retry.{}ms", delay.as_millis())
+}
+
+/// The message header counting a task's failed attempts.
+pub const ATTEMPT_HEADER: &str = "x-tilefarm-attempt";
 
 /// A connection to RabbitMQ with a publishing channel in confirm mode.
 #[derive(Debug)]
 pub struct Broker {
     connection: Connection,
     publisher: Channel,
+    policy: QueuePolicy,
 }
 
 fn short(s: &str) -> ShortString {
@@ -79,8 +98,9 @@ impl Broker {
         let broker = Broker {
             connection,
             publisher,
+            policy,
         };
-        broker.declare_topology(policy).await?;
+        broker.declare_topology().await?;
         Ok(broker)
     }
 
@@ -90,8 +110,9 @@ impl Broker {
 
     /// Declares the dead-letter exchange and queue and the work queues. Safe to
     /// run from every process at start-up.
-    pub async fn declare_topology(&self, policy: QueuePolicy) -> BrokerResult<()> {
+    pub async fn declare_topology(&self) -> BrokerResult<()> {
         let ch = &self.publisher;
+        let policy = &self.policy;
         ch.exchange_declare(
             short(DEAD_LETTER_EXCHANGE),
             ExchangeKind::Direct,
@@ -127,51 +148,99 @@ impl Broker {
             args.insert(short("x-overflow"), long("reject-publish"));
             ch.queue_declare(short(queue), QueueDeclareOptions::durable(), args)
                 .await?;
+            for delay in &policy.retry_delays {
+                let mut args = FieldTable::default();
+                args.insert(
+                    short("x-message-ttl"),
+                    AMQPValue::LongLongInt(delay.as_millis() as i64),
+                );
+                args.insert(short("x-dead-letter-exchange"), long(""));
+                args.insert(short("x-dead-letter-routing-key"), long(queue));
+                ch.queue_declare(
+                    short(&retry_queue(queue, *delay)),
+                    QueueDeclareOptions::durable(),
+                    args,
+                )
+                .await?;
+            }
         }
         Ok(())
+    }
+
+    /// Messages ready in `queue` (not counting those delivered and unacknowledged).
+    pub async fn depth(&self, queue: &str) -> BrokerResult<u32> {
+        let q = self
+            .publisher
+            .queue_declare(
+                short(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(q.message_count())
     }
 
     /// Publishes a persistent message to `queue` and waits until the broker has
     /// taken responsibility for it (publisher confirm). A message the broker
     /// cannot route or refuses is an error.
     pub async fn publish(&self, queue: &str, payload: &[u8]) -> BrokerResult<()> {
-        let confirm = self
-            .publisher
-            .basic_publish(
-                short(""),
-                short(queue),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                payload,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type(short("application/json")),
-            )
-            .await?
-            .await?;
-        if confirm.is_nack() {
-            return Err(BrokerError::NotConfirmed {
-                queue: queue.into(),
-                reason: "nacked".into(),
-            });
-        }
-        if let Some(returned) = confirm.take_message() {
-            return Err(BrokerError::NotConfirmed {
-                queue: queue.into(),
-                reason: format!("returned: {}", returned.reply_text),
-            });
-        }
-        Ok(())
+        publish_confirmed(&self.publisher, queue, payload, FieldTable::default()).await
     }
+}
 
+/// Publishes a persistent message to `queue` on a channel in confirm mode and
+/// waits for the broker's confirm.
+async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    payload: &[u8],
+    headers: FieldTable,
+) -> BrokerResult<()> {
+    let confirm = channel
+        .basic_publish(
+            short(""),
+            short(queue),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            payload,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(short("application/json"))
+                .with_headers(headers),
+        )
+        .await?
+        .await?;
+    if confirm.is_nack() {
+        return Err(BrokerError::NotConfirmed {
+            queue: queue.into(),
+            reason: "nacked".into(),
+        });
+    }
+    if let Some(returned) = confirm.take_message() {
+        return Err(BrokerError::NotConfirmed {
+            queue: queue.into(),
+            reason: format!("returned: {}", returned.reply_text),
+        });
+    }
+    Ok(())
+}
+
+impl Broker {
     /// Starts consuming `queue` on a channel of its own, with at most `prefetch`
     /// unacknowledged messages in hand (match it to the render concurrency).
     pub async fn consume(&self, queue: &str, prefetch: u16) -> BrokerResult<TaskConsumer> {
         let channel = self.connection.create_channel().await?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        // Retries are republished on this channel, confirmed before the ack.
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let consumer = channel
             .basic_consume(
@@ -182,8 +251,10 @@ impl Broker {
             )
             .await?;
         Ok(TaskConsumer {
-            _channel: channel,
+            channel,
             consumer,
+            queue: queue.to_string(),
+            retry_delays: self.policy.retry_delays.clone(),
         })
     }
 
@@ -238,8 +309,10 @@ pub enum Outcome {
 /// Messages delivered from one queue.
 #[derive(Debug)]
 pub struct TaskConsumer {
-    _channel: Channel,
+    channel: Channel,
     consumer: lapin::Consumer,
+    queue: String,
+    retry_delays: Vec<Duration>,
 }
 
 impl TaskConsumer {
@@ -253,7 +326,25 @@ impl TaskConsumer {
                     String::from_utf8_lossy(&delivery.data)
                 )
             });
-            Incoming { message, delivery }
+            let attempt = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(ATTEMPT_HEADER).cloned())
+                .and_then(|v| match v {
+                    AMQPValue::LongLongInt(n) => Some(n as u32),
+                    AMQPValue::LongInt(n) => Some(n as u32),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            Incoming {
+                message,
+                delivery,
+                attempt,
+                channel: self.channel.clone(),
+                queue: self.queue.clone(),
+                retry_delays: self.retry_delays.clone(),
+            }
         }))
     }
 }
@@ -264,6 +355,10 @@ pub struct Incoming {
     /// The task, or why the body is not one (settle that as permanent).
     pub message: Result<TaskMessage, String>,
     delivery: Delivery,
+    attempt: u32,
+    channel: Channel,
+    queue: String,
+    retry_delays: Vec<Duration>,
 }
 
 impl Incoming {
@@ -272,17 +367,51 @@ impl Incoming {
         self.delivery.redelivered
     }
 
-    /// Acknowledges, requeues or dead-letters the message.
+    /// Failed attempts at this task before this delivery.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether a [`Outcome::Retry`] would run the task again; when not, it
+    /// would go to the dead-letter queue.
+    pub fn can_retry(&self) -> bool {
+        (self.attempt as usize) < self.retry_delays.len()
+    }
+
+    /// Acknowledges, retries (after the next backoff delay) or dead-letters the
+    /// message. A retry past the last delay is dead-lettered.
     pub async fn settle(self, outcome: &Outcome) -> BrokerResult<()> {
         match outcome {
             Outcome::Done => self.delivery.ack(BasicAckOptions::default()).await?,
-            Outcome::Retry(_) => {
-                self.delivery
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    })
-                    .await?
+            Outcome::Retry(reason) => {
+                let Some(delay) = self.retry_delays.get(self.attempt as usize) else {
+                    tracing::warn!(queue = %self.queue, "no retries left: {reason}");
+                    self.delivery
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await?;
+                    return Ok(());
+                };
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    short(ATTEMPT_HEADER),
+                    AMQPValue::LongLongInt(i64::from(self.attempt) + 1),
+                );
+                let target = retry_queue(&self.queue, *delay);
+                // The copy is confirmed before the original is acknowledged: a
+                // crash in between delivers the task twice, never zero times.
+                match publish_confirmed(&self.channel, &target, &self.delivery.data, headers).await
+                {
+                    Ok(()) => self.delivery.ack(BasicAckOptions::default()).await?,
+                    Err(e) => {
+                        tracing::warn!(queue = %self.queue, "could not delay the retry ({e}); requeued");
+                        self.delivery
+                            .nack(BasicNackOptions {
+                                multiple: false,
+                                requeue: true,
+                            })
+                            .await?
+                    }
+                }
             }
             Outcome::Permanent(_) => {
                 self.delivery

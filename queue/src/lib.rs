@@ -8,14 +8,16 @@
 
 mod amqp;
 mod error;
+mod status;
 mod store;
 
 pub use amqp::{
-    Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming, Outcome,
-    QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES,
+    ATTEMPT_HEADER, Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming,
+    Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES, retry_queue,
 };
 pub use error::{StoreError, StoreResult};
+pub use status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 pub use store::{
-    Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, JobStatus, MIGRATOR, NewLayer, OutboxMessage,
-    PgStore, RENDER_QUEUE, RenderTask, Upload,
+    Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, MIGRATOR, NewLayer, OutboxMessage, PgStore,
+    RENDER_QUEUE, RenderTask, Upload,
 };

@@ -1,7 +1,5 @@
 //! The PostgreSQL job store.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
@@ -33,25 +31,6 @@ pub struct Upload {
     pub layer_id: Uuid,
     pub job_id: Uuid,
     pub ingest_task: Uuid,
-}
-
-/// A job's state as the status API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobStatus {
-    pub id: Uuid,
-    pub layer_id: Uuid,
-    pub version: i32,
-    pub kind: String,
-    pub state: String,
-    pub stage: String,
-    pub tiles_total: Option<i64>,
-    pub tiles_done: i64,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
 }
 
 /// One metatile to render.
@@ -159,37 +138,6 @@ impl PgStore {
             job_id,
             ingest_task,
         })
-    }
-
-    /// A job's status, or `None` for an unknown id.
-    pub async fn job(&self, id: Uuid) -> StoreResult<Option<JobStatus>> {
-        let row = sqlx::query(
-            "SELECT id, layer_id, version, kind, state, stage, tiles_total, tiles_done, error_code,
-                    error_message, created_at, started_at, finished_at, updated_at
-             FROM jobs WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(JobStatus {
-                id: r.try_get("id")?,
-                layer_id: r.try_get("layer_id")?,
-                version: r.try_get("version")?,
-                kind: r.try_get("kind")?,
-                state: r.try_get("state")?,
-                stage: r.try_get("stage")?,
-                tiles_total: r.try_get("tiles_total")?,
-                tiles_done: r.try_get("tiles_done")?,
-                error_code: r.try_get("error_code")?,
-                error_message: r.try_get("error_message")?,
-                created_at: r.try_get("created_at")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .transpose()
     }
 
     /// Settles the plan of a running job: its render tasks, its total tile count,
@@ -333,6 +281,57 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Marks a job running at `stage` (`ingest`, `render`, ...).
+    pub async fn set_stage(&self, job_id: Uuid, stage: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', stage = $2,
+                    started_at = coalesce(started_at, now()), updated_at = now()
+             WHERE id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(job_id)
+        .bind(stage)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records where a layer version's prepared features are, how many there are
+    /// and their extent (`[west, south, east, north]`).
+    pub async fn record_prepared(
+        &self,
+        layer_id: Uuid,
+        version: i32,
+        prepared_key: &str,
+        feature_count: i64,
+        bounds: Option<[f64; 4]>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE layer_versions SET prepared_key = $3, feature_count = $4, bounds = $5
+             WHERE layer_id = $1 AND version = $2",
+        )
+        .bind(layer_id)
+        .bind(version)
+        .bind(prepared_key)
+        .bind(feature_count)
+        .bind(bounds.map(|b| serde_json::json!(b)))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt at a task and returns the attempts so far.
+    pub async fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32> {
+        sqlx::query_scalar(
+            "UPDATE tasks SET attempts = attempts + 1, last_error = $2 WHERE id = $1
+             RETURNING attempts",
+        )
+        .bind(task_id)
+        .bind(error)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))
     }
 
     /// Takes up to `limit` unpublished outbox messages, oldest first, skipping

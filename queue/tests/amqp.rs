@@ -6,6 +6,8 @@ mod common;
 use common::{TestDb, TestVhost};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use tilefarm_queue::{
     Broker, BrokerError, DEAD_QUEUE, INGEST_QUEUE, NewLayer, QueuePolicy, RENDER_QUEUE, WORK_QUEUES,
@@ -61,9 +63,15 @@ async fn an_unroutable_message_is_an_error_not_a_silent_loss() {
 #[tokio::test]
 async fn a_message_past_its_delivery_limit_is_dead_lettered_with_the_reason() {
     let vhost = TestVhost::new();
-    let broker = Broker::connect(&vhost.url, QueuePolicy { delivery_limit: 2 })
-        .await
-        .unwrap();
+    let broker = Broker::connect(
+        &vhost.url,
+        QueuePolicy {
+            delivery_limit: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     broker.publish(RENDER_QUEUE, b"poison").await.unwrap();
     let ch = broker.connection().create_channel().await.unwrap();
     let mut deliveries = 0;
@@ -168,12 +176,14 @@ async fn next(c: &mut tilefarm_queue::TaskConsumer) -> tilefarm_queue::Incoming 
 }
 
 #[tokio::test]
-async fn consumed_messages_are_settled_by_their_outcome() {
+async fn consumed_messages_are_settled_by_their_outcome_with_retries_after_a_delay() {
     use tilefarm_queue::{Outcome, TaskMessage};
     let vhost = TestVhost::new();
-    let broker = Broker::connect(&vhost.url, QueuePolicy::default())
-        .await
-        .unwrap();
+    let policy = QueuePolicy {
+        retry_delays: vec![Duration::from_millis(300)],
+        ..Default::default()
+    };
+    let broker = Broker::connect(&vhost.url, policy).await.unwrap();
     let tasks: Vec<TaskMessage> = (0..3)
         .map(|_| TaskMessage {
             task: uuid::Uuid::new_v4(),
@@ -193,22 +203,16 @@ async fn consumed_messages_are_settled_by_their_outcome() {
     let first = next(&mut consumer).await;
     assert_eq!(first.message, Ok(tasks[0]));
     first.settle(&Outcome::Done).await.unwrap();
-    // Retry: delivered again, marked as a redelivery.
+    // Retry: back after the backoff delay, behind the messages already queued.
     let second = next(&mut consumer).await;
     assert_eq!(second.message, Ok(tasks[1]));
-    assert!(!second.redelivered());
+    assert_eq!(second.attempt(), 0);
+    assert!(second.can_retry());
+    let retried_at = Instant::now();
     second
         .settle(&Outcome::Retry("the store was busy".into()))
         .await
         .unwrap();
-    let mut again = next(&mut consumer).await;
-    while again.message != Ok(tasks[1]) {
-        // The queue may hand out the next message before the returned one.
-        again.settle(&Outcome::Retry("later".into())).await.unwrap();
-        again = next(&mut consumer).await;
-    }
-    assert!(again.redelivered());
-    again.settle(&Outcome::Done).await.unwrap();
     // Permanent: dead-lettered at once, as is a body that is not a task.
     for _ in 0..2 {
         let m = next(&mut consumer).await;
@@ -224,19 +228,34 @@ async fn consumed_messages_are_settled_by_their_outcome() {
         };
         m.settle(&outcome).await.unwrap();
     }
+    let again = next(&mut consumer).await;
+    assert_eq!(again.message, Ok(tasks[1]));
+    assert!(
+        retried_at.elapsed() >= Duration::from_millis(250),
+        "retried after {:?}, before its delay",
+        retried_at.elapsed()
+    );
+    assert_eq!(again.attempt(), 1, "the retry carries its attempt count");
+    assert!(!again.can_retry(), "one delay, so one retry");
+    // Past the last delay a retry is dead-lettered.
+    again
+        .settle(&Outcome::Retry("still busy".into()))
+        .await
+        .unwrap();
     let mut dead = Vec::new();
     for _ in 0..50 {
         while let Some(m) = get(&broker, DEAD_QUEUE).await {
             dead.push(m.delivery.data.clone());
         }
-        if dead.len() == 2 {
+        if dead.len() == 3 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     dead.sort();
     let mut expected = vec![
         b"not a task".to_vec(),
+        serde_json::to_vec(&tasks[1]).unwrap(),
         serde_json::to_vec(&tasks[2]).unwrap(),
     ];
     expected.sort();

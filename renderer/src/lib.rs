@@ -20,7 +20,7 @@ mod style;
 mod tile;
 
 pub use cover::tiles_covering;
-pub use feature::{Feature, FeatureId};
+pub use feature::{Feature, FeatureId, geometry_to_geojson};
 pub use geojson::{
     InputError, Location, OnInvalid, ReadOptions, ReadReport, feature_from_value,
     geometry_from_value, read_geojson,
