@@ -1,6 +1,7 @@
 //! `tilefarm`: the command-line front door.
 #![forbid(unsafe_code)]
 
+mod farm;
 mod migrate;
 mod progress;
 mod render;
@@ -30,6 +31,10 @@ enum Command {
     Render(render::RenderArgs),
     /// Apply the job store's database migrations (safe to run again).
     Migrate(migrate::MigrateArgs),
+    /// Serve the HTTP API, and run tasks too unless --api-only.
+    Serve(Box<farm::ServeArgs>),
+    /// Run tasks from the queue until SIGTERM, then finish those in hand.
+    Worker(Box<farm::WorkerCmdArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +51,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Render(args) => render::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Serve(args) => farm::serve(*args),
+        Command::Worker(args) => farm::worker(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

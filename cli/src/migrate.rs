@@ -33,7 +33,7 @@ pub fn run(args: MigrateArgs) -> Result<()> {
 }
 
 /// The URL without its password, fit for a message.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

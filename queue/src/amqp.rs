@@ -35,6 +35,8 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("RabbitMQ did not take the message for {queue}: {reason}")]
     NotConfirmed { queue: String, reason: String },
+    #[error("the broker closed the consumer")]
+    ConsumerClosed,
     #[error("the job store: {0}")]
     Store(#[from] crate::error::StoreError),
 }

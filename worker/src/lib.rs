@@ -6,15 +6,21 @@
 //! [`PmTilesSink`] (one PMTiles archive).
 #![forbid(unsafe_code)]
 
+mod farm;
+mod objects;
 mod plan;
 mod pmtiles;
 mod pyramid;
+mod run;
 mod sink;
 
+pub use farm::{Farm, FarmConfig, TaskError};
+pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
 pub use plan::{RenderPlan, plan_render};
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
     MetaTileReport, PyramidOptions, RenderError, Summary, UniformPngs, check_options,
     parse_zoom_range, render_metatile_into, render_pyramid,
 };
+pub use run::{BrokerConfig, run_relay, run_worker};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

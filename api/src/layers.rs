@@ -1,0 +1,268 @@
+//! Uploads, layer metadata and TileJSON.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use object_store::ObjectStoreExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tilefarm_queue::{LayerInfo, NewLayer};
+use tilefarm_renderer::Style;
+use tilefarm_worker::parse_zoom_range;
+use uuid::Uuid;
+
+use crate::jobs::{job_json, parse_id};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Media types an upload may have.
+const GEOJSON_TYPES: [&str; 6] = [
+    "application/geo+json",
+    "application/json",
+    "application/geo+json-seq",
+    "application/json-seq",
+    "application/x-ndjson",
+    "application/geojson",
+];
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    name: Option<String>,
+    /// `MIN-MAX`, e.g. `0-7`.
+    zooms: Option<String>,
+    /// A style as JSON (see docs/style.md); the reference style when absent.
+    style: Option<String>,
+}
+
+/// The parameters of an upload, checked before its body is read.
+fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult<NewLayer> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        Some(t) if GEOJSON_TYPES.contains(&t) => {}
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "the upload's Content-Type is {}; send GeoJSON as application/geo+json \
+                     (or GeoJSONSeq as application/geo+json-seq)",
+                    other.map_or("missing".to_string(), |t| format!("{t:?}"))
+                ),
+            ));
+        }
+    }
+    let name = q.name.as_deref().unwrap_or("").trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "give the layer a name of 1 to 200 characters: ?name=...",
+        ));
+    }
+    let (min_zoom, max_zoom_asked) = parse_zoom_range(q.zooms.as_deref().unwrap_or("0-5"))
+        .map_err(|m| ApiError::bad_request("invalid_zooms", m))?;
+    if max_zoom_asked > max_zoom {
+        return Err(ApiError::bad_request(
+            "invalid_zooms",
+            format!("zoom {max_zoom_asked} is deeper than this farm renders (at most {max_zoom})"),
+        ));
+    }
+    let style = match &q.style {
+        None => json!({}),
+        Some(text) => {
+            Style::from_json(text)
+                .map_err(|e| ApiError::bad_request("invalid_style", e.to_string()))?;
+            serde_json::from_str(text).expect("parsed above")
+        }
+    };
+    Ok(NewLayer {
+        name: name.to_string(),
+        min_zoom,
+        max_zoom: max_zoom_asked,
+        style,
+    })
+}
+
+/// `POST /v1/layers?name=...&zooms=0-7[&style=...]` with the GeoJSON as the body.
+/// The body is streamed to the object store; the answer is 202 with the job.
+pub async fn upload(
+    State(state): State<AppState>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let layer = check_upload(&q, &headers, state.config.max_zoom)?;
+    let key = state.objects.upload_key(Uuid::new_v4());
+    let size = match store_body(&state, &key, body).await {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = state.objects.store.delete(&key).await;
+            return Err(e);
+        }
+    };
+    let upload = match state.store.create_upload(&layer, key.as_ref()).await {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = state.objects.store.delete(&key).await;
+            return Err(e.into());
+        }
+    };
+    state.metrics.uploads.inc();
+    tracing::info!(
+        job_id = %upload.job_id,
+        layer_id = %upload.layer_id,
+        bytes = size,
+        "upload accepted"
+    );
+    let job = state
+        .store
+        .job(upload.job_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the new job vanished", upload.job_id))?;
+    let url = format!("/v1/jobs/{}", upload.job_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(LOCATION, url)],
+        Json(json!({ "job": job_json(&job), "layer_id": upload.layer_id })),
+    )
+        .into_response())
+}
+
+/// Streams an upload's body to `key`, refusing it once it passes the size
+/// limit, and a body that cannot be GeoJSON from its first byte.
+async fn store_body(
+    state: &AppState,
+    key: &object_store::path::Path,
+    body: Body,
+) -> ApiResult<u64> {
+    use tokio::io::AsyncWriteExt;
+    let limit = state.config.max_upload_bytes;
+    let mut writer =
+        object_store::buffered::BufWriter::new(state.objects.store.clone(), key.clone());
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    let mut first_byte = None;
+    let result: ApiResult<()> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("upload_interrupted", format!("the upload broke off: {e}"))
+            })?;
+            if first_byte.is_none() {
+                first_byte = chunk.iter().copied().find(|b| !b.is_ascii_whitespace());
+                if let Some(b) = first_byte
+                    && b != b'{'
+                    && b != 0x1e
+                {
+                    return Err(ApiError::bad_request(
+                        "not_geojson",
+                        format!(
+                            "the upload is not GeoJSON: it starts with {:?}, not '{{'",
+                            char::from(b)
+                        ),
+                    ));
+                }
+            }
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "upload_too_large",
+                    format!("the upload is larger than the limit of {limit} bytes"),
+                ));
+            }
+            writer
+                .put(chunk)
+                .await
+                .map_err(|e| ApiError::internal("could not store the upload", e))?;
+        }
+        if first_byte.is_none() {
+            return Err(ApiError::bad_request(
+                "empty_upload",
+                "the upload is empty: send a GeoJSON FeatureCollection as the body",
+            ));
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| ApiError::internal("could not store the upload", e))
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    Ok(size)
+}
+
+async fn find(state: &AppState, raw: &str) -> ApiResult<LayerInfo> {
+    let id = parse_id("layer", raw)?;
+    state
+        .store
+        .layer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_layer", format!("there is no layer {id}")))
+}
+
+/// `GET /v1/layers/{id}`
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let l = find(&state, &id).await?;
+    Ok(Json(json!({
+        "id": l.id,
+        "name": l.name,
+        "min_zoom": l.min_zoom,
+        "max_zoom": l.max_zoom,
+        "style": l.style,
+        "published_version": l.published_version,
+        "bounds": l.bounds,
+        "feature_count": l.feature_count,
+        "created_at": l.created_at,
+        "updated_at": l.updated_at,
+        "links": {
+            "tilejson": format!("/v1/layers/{}/tilejson", l.id),
+            "tiles": format!("/tiles/{}/{{z}}/{{x}}/{{y}}.png", l.id),
+        },
+    })))
+}
+
+/// `GET /v1/layers/{id}/tilejson`: TileJSON 3.0.0. A layer not yet rendered is a
+/// 404, since it has no tiles to show.
+pub async fn tilejson(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let l = find(&state, &id).await?;
+    let Some(version) = l.published_version else {
+        return Err(ApiError::not_found(
+            "layer_not_ready",
+            format!("layer {} has not finished rendering yet", l.id),
+        ));
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let [w, s, e, n] = l.bounds.unwrap_or([-180.0, -85.051129, 180.0, 85.051129]);
+    Ok(Json(json!({
+        "tilejson": "3.0.0",
+        "name": l.name,
+        "version": format!("{version}.0.0"),
+        "scheme": "xyz",
+        "tiles": [format!("http://{host}/tiles/{}/{{z}}/{{x}}/{{y}}.png", l.id)],
+        "minzoom": l.min_zoom,
+        "maxzoom": l.max_zoom,
+        "bounds": [w, s, e, n],
+        "center": [(w + e) / 2.0, (s + n) / 2.0, l.min_zoom],
+    })))
+}

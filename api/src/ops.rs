@@ -1,0 +1,161 @@
+//! What ops need: liveness, readiness, Prometheus metrics and the API's
+//! description.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use object_store::ObjectStoreExt;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{Value, json};
+use tilefarm_queue::{Broker, DEAD_QUEUE, WORK_QUEUES};
+
+use crate::AppState;
+
+/// Counters kept by this API process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub uploads: Counter,
+    pub tile_served: Counter,
+    pub tile_empty: Counter,
+    pub tile_not_modified: Counter,
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn check<F, T, E>(what: F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(CHECK_TIMEOUT, what).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+/// Ready messages in each work queue and the dead-letter queue.
+async fn queue_depths(state: &AppState) -> Result<Vec<(&'static str, u32)>, String> {
+    let Some(config) = &state.broker else {
+        return Ok(Vec::new());
+    };
+    check(async {
+        let broker = Broker::connect(&config.url, config.policy.clone()).await?;
+        let mut depths = Vec::new();
+        for q in WORK_QUEUES.into_iter().chain([DEAD_QUEUE]) {
+            depths.push((q, broker.depth(q).await?));
+        }
+        let _ = broker.connection().close(200, "done".into()).await;
+        Ok::<_, tilefarm_queue::BrokerError>(depths)
+    })
+    .await
+}
+
+/// `GET /readyz`: the database, the object store and the broker all answer.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = check(state.store.ping()).await;
+    let objects = check(async {
+        match state
+            .objects
+            .store
+            .head(&state.objects.prefix.clone().join(".readyz"))
+            .await
+        {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let broker = queue_depths(&state).await.map(|_| ());
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!(e),
+    };
+    let ready = database.is_ok() && objects.is_ok() && broker.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": {
+            "database": show(&database),
+            "object_store": show(&objects),
+            "broker": if state.broker.is_some() { show(&broker) } else { json!("embedded") },
+        },
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format. Queue depths are the scaling signal.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    let mut registry = Registry::with_prefix("tilefarm");
+    let m = &state.metrics;
+    registry.register("uploads", "Uploads accepted", m.uploads.clone());
+    let tiles = Family::<Vec<(String, String)>, Counter>::default();
+    for (result, c) in [
+        ("stored", &m.tile_served),
+        ("transparent", &m.tile_empty),
+        ("not_modified", &m.tile_not_modified),
+    ] {
+        tiles
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc_by(c.get());
+    }
+    registry.register("tile_responses", "Tile requests answered, by result", tiles);
+    let jobs = Family::<Vec<(String, String)>, Gauge>::default();
+    if let Ok(counts) = state.store.job_counts().await {
+        for (job_state, n) in counts {
+            jobs.get_or_create(&vec![("state".into(), job_state)])
+                .set(n);
+        }
+    }
+    registry.register("jobs", "Jobs by state", jobs);
+    let depth = Family::<Vec<(String, String)>, Gauge>::default();
+    if let Ok(depths) = queue_depths(&state).await {
+        for (queue, n) in depths {
+            depth
+                .get_or_create(&vec![("queue".into(), queue.into())])
+                .set(i64::from(n));
+        }
+    }
+    registry.register(
+        "queue_ready_messages",
+        "Messages ready in each queue",
+        depth,
+    );
+    let mut text = String::new();
+    encode(&mut text, &registry).expect("writing to a string");
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`
+pub async fn openapi() -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}

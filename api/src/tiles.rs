@@ -1,0 +1,101 @@
+//! The tile origin the CDN pulls from: `/tiles/{layer}/{z}/{x}/{y}.png`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use tilefarm_renderer::{TileId, tiles_per_side};
+
+use crate::jobs::parse_id;
+use crate::{ApiError, ApiResult, AppState};
+
+/// The strong ETag of a tile: a hash of its bytes.
+pub fn etag(png: &[u8]) -> String {
+    format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(png))
+}
+
+fn parse_tile(z: &str, x: &str, y: &str) -> Option<TileId> {
+    let y = y.strip_suffix(".png")?;
+    let tile = TileId {
+        z: z.parse().ok()?,
+        x: x.parse().ok()?,
+        y: y.parse().ok()?,
+    };
+    (tile.z <= 24
+        && u64::from(tile.x) < tiles_per_side(tile.z)
+        && u64::from(tile.y) < tiles_per_side(tile.z))
+    .then_some(tile)
+}
+
+/// `GET /tiles/{layer}/{z}/{x}/{y}.png`. A tile the layer's data does not reach
+/// is the transparent tile, with the same caching headers as any other.
+pub async fn tile(
+    State(state): State<AppState>,
+    Path((layer, z, x, y)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let layer_id = parse_id("layer", &layer)?;
+    let Some(tile) = parse_tile(&z, &x, &y) else {
+        return Err(ApiError::not_found(
+            "no_such_tile",
+            format!("{z}/{x}/{y} is not a tile address: expected z/x/y.png with x and y below 2^z"),
+        ));
+    };
+    let layer = state.store.layer(layer_id).await?.ok_or_else(|| {
+        ApiError::not_found("unknown_layer", format!("there is no layer {layer_id}"))
+    })?;
+    if layer.published_version.is_none() {
+        return Err(ApiError::not_found(
+            "layer_not_ready",
+            format!("layer {layer_id} has not finished rendering yet"),
+        ));
+    }
+    if tile.z < layer.min_zoom || tile.z > layer.max_zoom {
+        return Err(ApiError::not_found(
+            "zoom_out_of_range",
+            format!(
+                "layer {layer_id} has zooms {}-{}, not {}",
+                layer.min_zoom, layer.max_zoom, tile.z
+            ),
+        ));
+    }
+    let key = state.objects.tile_key(layer_id, tile);
+    let png: Bytes = match state.objects.store.get(&key).await {
+        Ok(found) => found
+            .bytes()
+            .await
+            .map_err(|e| ApiError::internal("the tile store is not answering", e))?,
+        Err(object_store::Error::NotFound { .. }) => {
+            state.metrics.tile_empty.inc();
+            state.transparent.clone()
+        }
+        Err(e) => return Err(ApiError::internal("the tile store is not answering", e)),
+    };
+    let tag = etag(&png);
+    let cache = HeaderValue::from_str(&state.config.cache_control)
+        .unwrap_or(HeaderValue::from_static("public, max-age=86400"));
+    let tag_value = HeaderValue::from_str(&tag).expect("hex");
+    let not_modified = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let response = if not_modified {
+        state.metrics.tile_not_modified.inc();
+        Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+    } else {
+        state.metrics.tile_served.inc();
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "image/png")
+            .body(Body::from(png))
+    };
+    let mut response = response.expect("valid response");
+    response.headers_mut().insert(ETAG, tag_value);
+    response.headers_mut().insert(CACHE_CONTROL, cache);
+    Ok(response)
+}

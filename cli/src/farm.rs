@@ -1,0 +1,226 @@
+//! `tilefarm serve` and `tilefarm worker`: the farm's processes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tilefarm_api::{ApiConfig, AppState};
+use tilefarm_queue::{PgStore, QueuePolicy};
+use tilefarm_worker::{BrokerConfig, Farm, FarmConfig, Objects, run_relay, run_worker};
+use tokio_util::sync::CancellationToken;
+
+use crate::migrate::redact;
+
+/// Where the farm's shared parts are.
+#[derive(Debug, Args)]
+pub struct FarmArgs {
+    /// RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(long, env = "TILEFARM_AMQP_URL")]
+    pub amqp: Option<String>,
+    /// PostgreSQL URL of the job store, e.g. postgres://user@host/tilefarm.
+    #[arg(long, env = "TILEFARM_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Object store for uploads and tiles: s3://bucket/prefix, file:///dir or a directory.
+    #[arg(long, env = "TILEFARM_STORE")]
+    pub store: Option<String>,
+    /// S3-compatible endpoint for s3:// stores (credentials and region come from
+    /// the usual AWS_* variables).
+    #[arg(long, env = "TILEFARM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `Cache-Control` of tiles.
+    #[arg(long, env = "TILEFARM_CACHE_CONTROL", default_value = tilefarm_worker::DEFAULT_CACHE_CONTROL)]
+    pub cache_control: String,
+    /// Deliveries of one task message before the broker dead-letters it.
+    #[arg(long, default_value_t = 5)]
+    pub delivery_limit: i64,
+    /// Pauses before each retry of a failed task, in milliseconds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,30000")]
+    pub retry_delays_ms: Vec<u64>,
+}
+
+/// The render side of a farm process.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Tasks run at once (and the broker's prefetch); also the render threads.
+    #[arg(long, env = "TILEFARM_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Tiles per metatile side.
+    #[arg(long, default_value_t = 8)]
+    pub metatile: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TILEFARM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token that uploads, cancels and the job list require.
+    #[arg(long, env = "TILEFARM_TOKEN")]
+    pub token: Option<String>,
+    /// Largest upload accepted, in megabytes.
+    #[arg(long, default_value_t = 256)]
+    pub max_upload_mb: u64,
+    /// Deepest zoom an upload may ask for.
+    #[arg(long, default_value_t = 18)]
+    pub max_zoom: u8,
+    /// Serve the API only, running no tasks in this process.
+    #[arg(long)]
+    pub api_only: bool,
+    #[command(flatten)]
+    pub farm: FarmArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerCmdArgs {
+    #[command(flatten)]
+    pub farm: FarmArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+/// The shared parts, connected.
+struct Parts {
+    store: PgStore,
+    objects: Objects,
+    broker: BrokerConfig,
+}
+
+async fn connect(args: &FarmArgs) -> Result<Parts> {
+    let (Some(amqp), Some(database), Some(store)) = (&args.amqp, &args.database, &args.store)
+    else {
+        anyhow::bail!(
+            "a farm process needs --amqp, --database and --store (or TILEFARM_AMQP_URL, \
+             TILEFARM_DATABASE_URL and TILEFARM_STORE)"
+        );
+    };
+    let db = PgStore::connect(database)
+        .await
+        .with_context(|| format!("cannot connect to the job store at {}", redact(database)))?;
+    db.migrate()
+        .await
+        .context("the job store's migrations failed")?;
+    let objects =
+        Objects::open(store, args.s3_endpoint.as_deref())?.with_cache_control(&args.cache_control);
+    let broker = BrokerConfig {
+        url: amqp.clone(),
+        policy: QueuePolicy {
+            delivery_limit: args.delivery_limit,
+            retry_delays: args
+                .retry_delays_ms
+                .iter()
+                .map(|ms| std::time::Duration::from_millis(*ms))
+                .collect(),
+        },
+    };
+    Ok(Parts {
+        store: db,
+        objects,
+        broker,
+    })
+}
+
+fn farm(parts: &Parts, args: &WorkerArgs) -> Result<(Arc<Farm>, usize)> {
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let config = FarmConfig {
+        metatile: args.metatile,
+        threads: concurrency,
+        ..FarmConfig::default()
+    };
+    let farm = Farm::new(parts.store.clone(), parts.objects.clone(), config)
+        .context("cannot start the render threads")?;
+    Ok((Arc::new(farm), concurrency))
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        }
+        token.cancel();
+    });
+    stop
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let parts = connect(&args.farm).await?;
+        let stop = stop_on_signal();
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(run_relay(
+            parts.store.clone(),
+            parts.broker.clone(),
+            stop.clone(),
+        ));
+        if !args.api_only {
+            let (farm, concurrency) = farm(&parts, &args.worker)?;
+            background.spawn(run_worker(
+                farm,
+                parts.broker.clone(),
+                concurrency,
+                stop.clone(),
+            ));
+        }
+        let config = ApiConfig {
+            token: args.token.clone(),
+            max_upload_bytes: args.max_upload_mb << 20,
+            max_zoom: args.max_zoom,
+            cache_control: args.farm.cache_control.clone(),
+            ..ApiConfig::default()
+        };
+        let state = AppState::new(
+            parts.store.clone(),
+            parts.objects.clone(),
+            config,
+            Some(parts.broker.clone()),
+        );
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!("serving on http://{}", listener.local_addr()?);
+        let shutdown = stop.clone();
+        axum::serve(listener, tilefarm_api::router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("the HTTP server failed")?;
+        while background.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+pub fn worker(args: WorkerCmdArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let parts = connect(&args.farm).await?;
+        let (farm, concurrency) = farm(&parts, &args.worker)?;
+        let stop = stop_on_signal();
+        let relay = tokio::spawn(run_relay(
+            parts.store.clone(),
+            parts.broker.clone(),
+            stop.clone(),
+        ));
+        run_worker(farm, parts.broker.clone(), concurrency, stop.clone()).await;
+        stop.cancel();
+        let _ = relay.await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

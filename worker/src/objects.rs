@@ -1,0 +1,159 @@
+//! The farm's object storage and where things live in it:
+//!
+//! ```text
+//! PREFIX/uploads/{upload id}                          uploaded GeoJSON, as received
+//! PREFIX/layers/{layer id}/v{version}/features.geojsons  validated features (GeoJSONSeq)
+//! PREFIX/tiles/{layer id}/{z}/{x}/{y}.png             the published tiles
+//! ```
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use tilefarm_renderer::TileId;
+use uuid::Uuid;
+
+/// An object store and the prefix the farm keeps its objects under.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// Whether the store keeps `Content-Type` and `Cache-Control` (S3 does, a
+    /// local directory does not).
+    pub keeps_headers: bool,
+    /// `Cache-Control` of tiles.
+    pub cache_control: String,
+}
+
+/// The default `Cache-Control` of tiles.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// Why an object store URL cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the object store {url}: {message}")]
+pub struct OpenError {
+    pub url: String,
+    pub message: String,
+}
+
+impl Objects {
+    /// Opens `url`: `s3://bucket/prefix` (credentials and region from the `AWS_*`
+    /// variables, `s3_endpoint` for S3-compatible servers), `file:///dir`, or a
+    /// plain directory path.
+    pub fn open(url: &str, s3_endpoint: Option<&str>) -> Result<Objects, OpenError> {
+        let err = |message: String| OpenError {
+            url: url.to_string(),
+            message,
+        };
+        if !url.contains("://") {
+            let dir = std::path::Path::new(url);
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(Objects::new(Arc::new(store), Path::default(), false));
+        }
+        let parsed = url::Url::parse(url).map_err(|e| err(e.to_string()))?;
+        if parsed.scheme() == "s3" {
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_url(parsed.as_str());
+            if let Some(endpoint) = s3_endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            let store = builder.build().map_err(|e| err(e.to_string()))?;
+            let prefix = Path::from(parsed.path().trim_start_matches('/'));
+            return Ok(Objects::new(Arc::new(store), prefix, true));
+        }
+        if parsed.scheme() == "file" {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| err("not a local path".into()))?;
+            return Objects::open(&dir.to_string_lossy(), None);
+        }
+        let (store, prefix) = object_store::parse_url(&parsed).map_err(|e| err(e.to_string()))?;
+        Ok(Objects::new(Arc::from(store), prefix, true))
+    }
+
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, keeps_headers: bool) -> Objects {
+        Objects {
+            store,
+            prefix,
+            keeps_headers,
+            cache_control: DEFAULT_CACHE_CONTROL.into(),
+        }
+    }
+
+    pub fn with_cache_control(mut self, cache_control: &str) -> Objects {
+        self.cache_control = cache_control.to_string();
+        self
+    }
+
+    fn key(&self, parts: &[&str]) -> Path {
+        parts
+            .iter()
+            .fold(self.prefix.clone(), |key, part| key.join(*part))
+    }
+
+    /// Where a new upload is stored.
+    pub fn upload_key(&self, upload: Uuid) -> Path {
+        self.key(&["uploads", &upload.to_string()])
+    }
+
+    /// Where a layer version's validated features are stored.
+    pub fn prepared_key(&self, layer: Uuid, version: i32) -> Path {
+        self.key(&[
+            "layers",
+            &layer.to_string(),
+            &format!("v{version}"),
+            "features.geojsons",
+        ])
+    }
+
+    /// The folder of a layer's tiles.
+    pub fn tiles_prefix(&self, layer: Uuid) -> Path {
+        self.key(&["tiles", &layer.to_string()])
+    }
+
+    /// Where one tile of a layer is stored.
+    pub fn tile_key(&self, layer: Uuid, t: TileId) -> Path {
+        self.key(&[
+            "tiles",
+            &layer.to_string(),
+            &t.z.to_string(),
+            &t.x.to_string(),
+            &format!("{}.png", t.y),
+        ])
+    }
+
+    /// Options for storing a tile: its content type and `Cache-Control`, where
+    /// the store keeps them.
+    pub fn tile_put_options(&self) -> PutOptions {
+        let mut attributes = Attributes::new();
+        if self.keeps_headers {
+            attributes.insert(Attribute::ContentType, "image/png".into());
+            attributes.insert(Attribute::CacheControl, self.cache_control.clone().into());
+        }
+        PutOptions {
+            attributes,
+            ..PutOptions::default()
+        }
+    }
+
+    /// Stores one tile.
+    pub async fn put_tile(
+        &self,
+        layer: Uuid,
+        t: TileId,
+        png: bytes::Bytes,
+    ) -> object_store::Result<()> {
+        self.store
+            .put_opts(
+                &self.tile_key(layer, t),
+                PutPayload::from(png),
+                self.tile_put_options(),
+            )
+            .await
+            .map(|_| ())
+    }
+}

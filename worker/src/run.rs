@@ -1,0 +1,185 @@
+//! The long-running loops of a farm process: the worker, which consumes tasks
+//! and settles each by its outcome, and the outbox relay. Both reconnect after
+//! the broker or the database goes away, and both stop when asked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tilefarm_queue::{
+    Broker, BrokerError, INGEST_QUEUE, INTERACTIVE_QUEUE, Incoming, Outcome, PgStore, QueuePolicy,
+    RENDER_QUEUE,
+};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::farm::{Farm, TaskError};
+
+/// Where the broker is and how its queues behave.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub url: String,
+    pub policy: QueuePolicy,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// Connects to the broker, trying again with a growing pause until it answers
+/// or `stop` is cancelled.
+async fn connect(config: &BrokerConfig, stop: &CancellationToken, who: &str) -> Option<Broker> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match Broker::connect(&config.url, config.policy.clone()).await {
+            Ok(broker) => return Some(broker),
+            Err(e) => {
+                tracing::warn!("{who}: RabbitMQ is not reachable ({e}); trying again in {pause:?}");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Runs tasks until `stop` is cancelled: at most `concurrency` at a time,
+/// interactive work first. On stop it takes no new task, finishes those in
+/// hand and returns. A lost broker connection is re-established.
+pub async fn run_worker(
+    farm: Arc<Farm>,
+    broker: BrokerConfig,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    let concurrency = concurrency.max(1);
+    while let Some(connection) = connect(&broker, &stop, "worker").await {
+        tracing::info!(concurrency, "worker connected to RabbitMQ");
+        match consume(&farm, &connection, concurrency, &stop).await {
+            Ok(()) => {
+                let _ = connection
+                    .connection()
+                    .close(200, "shutting down".into())
+                    .await;
+                return;
+            }
+            Err(e) => tracing::warn!("worker lost RabbitMQ ({e}); reconnecting"),
+        }
+    }
+}
+
+async fn consume(
+    farm: &Arc<Farm>,
+    broker: &Broker,
+    concurrency: usize,
+    stop: &CancellationToken,
+) -> Result<(), BrokerError> {
+    let prefetch = u16::try_from(concurrency).unwrap_or(u16::MAX);
+    let mut interactive = broker.consume(INTERACTIVE_QUEUE, prefetch).await?;
+    let mut ingest = broker.consume(INGEST_QUEUE, prefetch).await?;
+    let mut render = broker.consume(RENDER_QUEUE, prefetch).await?;
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut running = JoinSet::new();
+    let result = loop {
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break Ok(()),
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+        };
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break Ok(()),
+            m = interactive.next() => m,
+            m = ingest.next() => m,
+            m = render.next() => m,
+        };
+        let incoming = match next {
+            Some(Ok(incoming)) => incoming,
+            Some(Err(e)) => break Err(e),
+            None => break Err(BrokerError::ConsumerClosed),
+        };
+        let farm = farm.clone();
+        running.spawn(async move {
+            settle(&farm, incoming).await;
+            drop(slot);
+        });
+        while running.try_join_next().is_some() {}
+    };
+    if result.is_ok() {
+        tracing::info!(
+            in_hand = running.len(),
+            "stopping: finishing the tasks in hand"
+        );
+    }
+    while running.join_next().await.is_some() {}
+    result
+}
+
+/// Runs one delivered task and settles its message by the outcome.
+async fn settle(farm: &Farm, incoming: Incoming) {
+    let outcome = match &incoming.message {
+        Err(why) => {
+            tracing::error!("dead-lettered a message that is not a task: {why}");
+            Outcome::Permanent(why.clone())
+        }
+        Ok(msg) => {
+            let (job_id, task_id) = (msg.job, msg.task);
+            match farm.run_task(msg).await {
+                Ok(()) => Outcome::Done,
+                Err(TaskError::Transient(why)) if incoming.can_retry() => {
+                    let attempt = incoming.attempt() + 1;
+                    tracing::warn!(%job_id, %task_id, attempt, "task failed, will retry: {why}");
+                    if let Err(e) = farm.store.record_attempt(task_id, &why).await {
+                        tracing::warn!(%job_id, %task_id, "could not record the attempt: {e}");
+                    }
+                    Outcome::Retry(why)
+                }
+                Err(e) => {
+                    let attempts = incoming.attempt() + 1;
+                    let message = match &e {
+                        TaskError::Transient(why) => {
+                            format!("a task failed {attempts} times; the last error: {why}")
+                        }
+                        TaskError::Permanent(why) => format!("a task failed: {why}"),
+                    };
+                    tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
+                    if let Err(e) = farm.fail_job(job_id, "task_failed", &message).await {
+                        tracing::error!(%job_id, "could not record the failure: {e}");
+                    }
+                    Outcome::Permanent(e.to_string())
+                }
+            }
+        }
+    };
+    if let Err(e) = incoming.settle(&outcome).await {
+        tracing::warn!("could not settle a task ({e}); the broker will deliver it again");
+    }
+}
+
+/// Publishes outbox rows until `stop` is cancelled, each as soon as it is
+/// committed (within a poll interval). Reconnects to the broker when it goes
+/// away and waits out database outages.
+pub async fn run_relay(store: PgStore, broker: BrokerConfig, stop: CancellationToken) {
+    const BATCH: i64 = 500;
+    const POLL: Duration = Duration::from_millis(50);
+    while let Some(connection) = connect(&broker, &stop, "outbox relay").await {
+        loop {
+            let pause = match connection.relay_outbox(&store, BATCH).await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(_) => POLL,
+                Err(BrokerError::Store(e)) => {
+                    tracing::warn!("outbox relay: the job store is not answering ({e})");
+                    Duration::from_secs(1)
+                }
+                Err(e) => {
+                    tracing::warn!("outbox relay lost RabbitMQ ({e}); reconnecting");
+                    break;
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
