@@ -35,7 +35,12 @@ pub struct FarmArgs {
     #[arg(long, default_value_t = 5)]
     pub delivery_limit: i64,
     /// Pauses before each retry of a failed task, in milliseconds, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000,30000")]
+    #[arg(
+        long,
+        env = "TILEFARM_RETRY_DELAYS_MS",
+        value_delimiter = ',',
+        default_value = "1000,5000,30000"
+    )]
     pub retry_delays_ms: Vec<u64>,
 }
 

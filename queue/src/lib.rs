@@ -8,6 +8,9 @@
 
 mod amqp;
 mod error;
+mod job_store;
+mod local;
+mod sqlite;
 mod status;
 mod store;
 
@@ -16,6 +19,9 @@ pub use amqp::{
     Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES, retry_queue,
 };
 pub use error::{StoreError, StoreResult};
+pub use job_store::JobStore;
+pub use local::{LocalIncoming, LocalQueue};
+pub use sqlite::{SQLITE_MIGRATOR, SqliteStore};
 pub use status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 pub use store::{
     Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, MIGRATOR, NewLayer, OutboxMessage, PgStore,

@@ -91,17 +91,7 @@ impl PgStore {
     /// Records an upload in one transaction: the layer (not yet published), its
     /// first version, a queued job, its ingest task and the outbox message for it.
     pub async fn create_upload(&self, layer: &NewLayer, source_key: &str) -> StoreResult<Upload> {
-        if layer.name.trim().is_empty() || layer.name.len() > 200 {
-            return Err(StoreError::Invalid(
-                "a layer name must have 1 to 200 characters".into(),
-            ));
-        }
-        if layer.min_zoom > layer.max_zoom || layer.max_zoom > 24 {
-            return Err(StoreError::Invalid(format!(
-                "zoom range {}-{} is not within 0-24, low to high",
-                layer.min_zoom, layer.max_zoom
-            )));
-        }
+        check_new_layer(layer)?;
         let (layer_id, job_id, ingest_task) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -372,6 +362,22 @@ impl PgStore {
         tx.commit().await?;
         Ok(sent.len())
     }
+}
+
+/// Checks a new layer's name and zoom range.
+pub(crate) fn check_new_layer(layer: &NewLayer) -> StoreResult<()> {
+    if layer.name.trim().is_empty() || layer.name.len() > 200 {
+        return Err(StoreError::Invalid(
+            "a layer name must have 1 to 200 characters".into(),
+        ));
+    }
+    if layer.min_zoom > layer.max_zoom || layer.max_zoom > 24 {
+        return Err(StoreError::Invalid(format!(
+            "zoom range {}-{} is not within 0-24, low to high",
+            layer.min_zoom, layer.max_zoom
+        )));
+    }
+    Ok(())
 }
 
 async fn enqueue(

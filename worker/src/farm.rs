@@ -242,9 +242,13 @@ impl Farm {
             .try_collect::<Vec<()>>()
             .await
             .map_err(transient)?;
-        if let Completion::Counted { finished: true, .. } =
-            self.store.complete_task(ctx.task_id).await?
-        {
+        let completion = self.store.complete_task(ctx.task_id).await?;
+        tracing::debug!(
+            job_id = %ctx.job_id,
+            task_id = %ctx.task_id,
+            "rendered metatile {z}/{x}/{y} ({n}x{n})"
+        );
+        if let Completion::Counted { finished: true, .. } = completion {
             tracing::info!(job_id = %ctx.job_id, layer_id = %ctx.layer_id, "job succeeded");
         }
         Ok(())

@@ -3,77 +3,25 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{sample_layer, tree};
 use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
 use tilefarm_renderer::Style;
+use tilefarm_testkit::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 use tilefarm_worker::{DirSink, ObjectStoreSink, PyramidOptions, render_pyramid};
-
-const ACCESS_KEY: &str = "tilefarm";
-const SECRET_KEY: &str = "tilefarm-secret";
-
-/// An S3 server on a free loopback port, serving a temporary directory.
-struct S3Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl S3Server {
-    fn start(bucket: &str) -> S3Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(bucket)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start s3s-fs ({e}); scripts/setup installs it"));
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "s3s-fs did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        S3Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn tiles_rendered_into_s3_are_the_tiles_rendered_into_a_directory() {
-    let server = S3Server::start("tiles");
+    let server = S3Server::start(&["tiles"]);
     let store = AmazonS3Builder::new()
         .with_endpoint(format!("http://127.0.0.1:{}", server.port))
         .with_allow_http(true)
         .with_region("us-east-1")
         .with_bucket_name("tiles")
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
+        .with_access_key_id(S3_ACCESS_KEY)
+        .with_secret_access_key(S3_SECRET_KEY)
         .build()
         .expect("an S3 client");
     let store = Arc::new(store);

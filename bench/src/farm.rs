@@ -1,0 +1,242 @@
+//! `farm-bench`: what the farm costs over a bare render, and how fast job status
+//! answers while a render runs.
+//!
+//! In one run, on the same data, zooms and S3 server:
+//! 1. bare: `tilefarm render DATA --skip-empty --out s3://bench/bare`;
+//! 2. farm: `tilefarm serve` (API, relay and workers in one process, on
+//!    RabbitMQ, PostgreSQL and S3), the same data uploaded over HTTP, timed from
+//!    the upload to the job's `succeeded`;
+//! 3. then a second upload, with `GET /v1/jobs/{id}` polled at `--rate`
+//!    requests per second while it renders: latency p50, p99 and max.
+//!
+//! The servers are the machine's PostgreSQL and RabbitMQ (a database and a
+//! virtual host of the run's own) and an s3s-fs started for the run; see
+//! bench/README.md.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::Value;
+use tilefarm_testkit::{S3Server, TestDb, TestVhost, free_port, wait_for_port};
+
+#[derive(Debug, Parser)]
+#[command(about = "The farm end to end against a bare tilefarm render, and status latency")]
+struct Args {
+    /// GeoJSON file (default: ../shared/data/wa_countries_50m.geojson).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "0-7")]
+    zooms: String,
+    /// Tasks at once in the farm and render threads in the bare render.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Status requests per second during the latency run.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// The tilefarm binary (default: the one beside this program).
+    #[arg(long)]
+    tilefarm: Option<PathBuf>,
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn default_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/wa_countries_50m.geojson")
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let data = args.data.clone().unwrap_or_else(default_data);
+    let tilefarm = match &args.tilefarm {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .join("tilefarm"),
+    };
+    if !tilefarm.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p tilefarm -p tilefarm-bench",
+            tilefarm.display()
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(args, data, tilefarm))
+}
+
+async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
+    let bytes = std::fs::read(&data).with_context(|| format!("cannot read {}", data.display()))?;
+    let s3 = S3Server::start(&["bench"]);
+    let db = TestDb::empty().await;
+    let vhost = TestVhost::new();
+    eprintln!(
+        "farm-bench: {} z{} on {} threads; S3 {}",
+        data.display(),
+        args.zooms,
+        args.threads,
+        s3.endpoint()
+    );
+
+    // 1. Bare render into the same S3 server.
+    let started = Instant::now();
+    let out = Command::new(&tilefarm)
+        .arg("render")
+        .arg(&data)
+        .args(["--zooms", &args.zooms, "--skip-empty", "--metatile", "8"])
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--out", "s3://bench/bare"])
+        .envs(s3.env())
+        .stderr(Stdio::null())
+        .output()?;
+    let bare = started.elapsed();
+    if !out.status.success() {
+        bail!("tilefarm render failed");
+    }
+    eprintln!("bare render: {:.2} s", bare.as_secs_f64());
+
+    // 2. The farm, end to end.
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new()?;
+    let _serve = Killed(
+        Command::new(&tilefarm)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--concurrency", &args.threads.to_string()])
+            .args(["--amqp", &vhost.url, "--database", &db.url])
+            .args(["--store", "s3://bench/farm"])
+            .envs(s3.env())
+            .env("RUST_LOG", "warn")
+            .stderr(log.reopen()?)
+            .spawn()?,
+    );
+    wait_for_port(port, "tilefarm serve", Duration::from_secs(30));
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let job = upload(&http, &base, &bytes, &args.zooms).await?;
+    let (status, _) = wait(&http, &base, &job, None).await?;
+    let farm = started.elapsed();
+    let tiles = status["progress"]["total"].as_i64().unwrap_or(0);
+    eprintln!("farm: {:.2} s ({tiles} tiles)", farm.as_secs_f64());
+
+    // 3. Status latency under load during another render.
+    let job = upload(&http, &base, &bytes, &args.zooms).await?;
+    let (_, latencies) = wait(&http, &base, &job, Some(args.rate)).await?;
+    let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+
+    println!();
+    println!(
+        "| {} z{} | seconds | tiles/s |",
+        file_name(&data),
+        args.zooms
+    );
+    println!("|---|---|---|");
+    let rate = |d: Duration| tiles as f64 / d.as_secs_f64();
+    println!(
+        "| tilefarm render (bare, to S3) | {:.2} | {:.0} |",
+        bare.as_secs_f64(),
+        rate(bare)
+    );
+    println!(
+        "| farm: upload to succeeded | {:.2} | {:.0} |",
+        farm.as_secs_f64(),
+        rate(farm)
+    );
+    println!();
+    println!(
+        "farm / bare: {:.2}x (goal: at most 1.2x)",
+        farm.as_secs_f64() / bare.as_secs_f64()
+    );
+    if ms.is_empty() {
+        bail!("no status requests were answered");
+    }
+    println!(
+        "job status while rendering, {} requests at {}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms.len(),
+        args.rate,
+        pct(0.5),
+        pct(0.99),
+        ms[ms.len() - 1]
+    );
+    db.drop().await;
+    Ok(())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+async fn upload(http: &reqwest::Client, base: &str, body: &[u8], zooms: &str) -> Result<String> {
+    let res = http
+        .post(format!("{base}/v1/layers?name=bench&zooms={zooms}"))
+        .header("content-type", "application/geo+json")
+        .body(body.to_vec())
+        .send()
+        .await?;
+    if res.status().as_u16() != 202 {
+        bail!("upload refused: {}", res.text().await?);
+    }
+    let json: Value = res.json().await?;
+    Ok(json["job"]["id"].as_str().context("a job id")?.to_string())
+}
+
+/// Waits for a job to end. With `rate`, polls its status that many times per
+/// second (each request on its own task) and returns every latency.
+async fn wait(
+    http: &reqwest::Client,
+    base: &str,
+    job: &str,
+    rate: Option<u32>,
+) -> Result<(Value, Vec<Duration>)> {
+    let url = format!("{base}/v1/jobs/{job}");
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.unwrap_or(20)));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut last_check = Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        tick.tick().await;
+        if rate.is_some() {
+            let (http, url, latencies) = (http.clone(), url.clone(), latencies.clone());
+            in_flight.spawn(async move {
+                let t = Instant::now();
+                if let Ok(res) = http.get(&url).send().await
+                    && res.status().is_success()
+                    && res.bytes().await.is_ok()
+                {
+                    latencies.lock().expect("lock").push(t.elapsed());
+                }
+            });
+            while in_flight.try_join_next().is_some() {}
+        }
+        if rate.is_none() || last_check.elapsed() >= Duration::from_millis(50) {
+            last_check = Instant::now();
+            let status: Value = http.get(&url).send().await?.json().await?;
+            match status["state"].as_str() {
+                Some("queued" | "running") => {}
+                Some("succeeded") => {
+                    while in_flight.join_next().await.is_some() {}
+                    let l = latencies.lock().expect("lock").clone();
+                    return Ok((status, l));
+                }
+                _ => bail!("the job did not succeed: {status}"),
+            }
+        }
+    }
+}

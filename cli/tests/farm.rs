@@ -1,0 +1,520 @@
+//! The farm end to end, as real processes on the real servers: uploads become
+//! jobs on RabbitMQ, workers render into S3, the API reports progress and
+//! serves the tiles.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Farm, reference_render};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
+    let mut farm = Farm::new().await;
+    farm.serve(&["--concurrency", "2"]);
+    let (job, layer) = farm
+        .upload_sample("ne_110m_countries.geojson", "world", "0-4")
+        .await;
+
+    // Server-sent events follow the job to its end.
+    let events = farm
+        .http
+        .get(format!("{}/v1/jobs/{job}/events", farm.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        events.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = tokio::time::timeout(Duration::from_secs(120), events.text())
+        .await
+        .expect("the event stream ends when the job does")
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .next_back()
+            .expect("at least one event")
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(last["state"], "succeeded", "{last}");
+
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(10)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["stage"], "finished");
+    let total = done["progress"]["total"].as_i64().unwrap();
+    assert!(total > 0);
+    assert_eq!(done["progress"]["done"].as_i64(), Some(total));
+    assert!(done["error"].is_null());
+
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("ne_110m_countries.geojson", "0-4", out.path());
+    let stored = farm.stored_tiles(&layer);
+    assert!(!reference.is_empty());
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>(),
+        "the same tiles"
+    );
+    for (key, bytes) in &reference {
+        assert!(stored[key] == *bytes, "{key} differs from tilefarm render");
+    }
+
+    // The tile origin: stored tiles, transparent ones where the data does not
+    // reach, revalidation by ETag.
+    let (key, bytes) = reference.iter().next().unwrap();
+    let url = format!("{}/tiles/{layer}/{key}", farm.base);
+    let res = farm.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["cache-control"], "public, max-age=86400");
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(&res.bytes().await.unwrap()[..], &bytes[..]);
+    let res = farm
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+    // Antarctica's corner at z4 has no country: not stored, yet a tile.
+    let empty = (0..16)
+        .map(|y| format!("4/0/{y}.png"))
+        .find(|k| !reference.contains_key(k))
+        .expect("an empty z4 tile");
+    let res = farm
+        .http
+        .get(format!("{}/tiles/{layer}/{empty}", farm.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let png = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert!(png.to_rgba8().pixels().all(|p| p.0[3] == 0), "transparent");
+    let (status, json) = farm.get_json(&format!("/tiles/{layer}/9/0/0.png")).await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (404, Some("zoom_out_of_range"))
+    );
+
+    // The layer and its TileJSON.
+    let (status, tj) = farm.get_json(&format!("/v1/layers/{layer}/tilejson")).await;
+    assert_eq!(status, 200, "{tj}");
+    assert_eq!(tj["tilejson"], "3.0.0");
+    assert_eq!(tj["maxzoom"], 4);
+    assert!(
+        tj["tiles"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/tiles/{layer}/{{z}}/{{x}}/{{y}}.png"))
+    );
+    let (status, l) = farm.get_json(&format!("/v1/layers/{layer}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(l["feature_count"], 177);
+    assert_eq!(l["published_version"], 1);
+    farm.stop().await;
+}
+
+/// What a bad upload should get: refused at once with a status and code, or
+/// accepted and then failed with a message containing the text.
+enum Expect {
+    Refused(u16, &'static str),
+    Fails(&'static str),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_or_fail_clearly_and_leave_nothing_visible() {
+    use Expect::{Fails, Refused};
+    let mut farm = Farm::new().await;
+    farm.serve(&[
+        "--concurrency",
+        "2",
+        "--max-upload-mb",
+        "1",
+        "--token",
+        "sesame",
+    ]);
+    let geo = Some("application/geo+json");
+    let ok_query = "name=bad&zooms=0-2";
+    let fc = |features: &str| format!(r#"{{"type":"FeatureCollection","features":[{features}]}}"#);
+    let point =
+        r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[10,20]}}"#;
+    let mut too_big = fc(point).into_bytes();
+    too_big.extend(std::iter::repeat_n(b' ', 1_200_000));
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, Expect);
+    let cases: Vec<Case> = vec![
+        ("not JSON", ok_query.into(), geo, b"hello, world".to_vec(), Refused(400, "not_geojson")),
+        ("CSV content type", ok_query.into(), Some("text/csv"), fc(point).into(), Refused(415, "unsupported_media_type")),
+        ("no content type", ok_query.into(), None, fc(point).into(), Refused(415, "unsupported_media_type")),
+        ("too big", ok_query.into(), geo, too_big, Refused(413, "upload_too_large")),
+        ("empty body", ok_query.into(), geo, Vec::new(), Refused(400, "empty_upload")),
+        ("blank body", ok_query.into(), geo, b"  \n ".to_vec(), Refused(400, "empty_upload")),
+        ("no name", "zooms=0-2".into(), geo, fc(point).into(), Refused(400, "invalid_name")),
+        ("zooms backwards", "name=x&zooms=7-2".into(), geo, fc(point).into(), Refused(400, "invalid_zooms")),
+        ("zoom too deep", "name=x&zooms=0-30".into(), geo, fc(point).into(), Refused(400, "invalid_zooms")),
+        ("style not JSON", "name=x&style=%7Bnope".into(), geo, fc(point).into(), Refused(400, "invalid_style")),
+        ("style with a bad colour", "name=x&style=%7B%22polygon%22%3A%7B%22fill%22%3A%22%23zzz%22%7D%7D".into(), geo, fc(point).into(), Refused(400, "invalid_style")),
+        ("wrong GeoJSON type", ok_query.into(), geo, br#"{"type":"Topology","objects":{}}"#.to_vec(), Fails("Topology")),
+        ("longitude out of range", ok_query.into(), geo, fc(r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[200,20]}}"#).into(), Fails("longitude 200")),
+        ("latitude out of range", ok_query.into(), geo, fc(r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[20,-95]}}"#).into(), Fails("latitude")),
+        ("unclosed ring", ok_query.into(), geo, fc(r#"{"type":"Feature","id":"r1","properties":{},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}}"#).into(), Fails("not closed")),
+        ("empty collection", ok_query.into(), geo, fc("").into(), Fails("no features")),
+        ("cut off", ok_query.into(), geo, br#"{"type":"FeatureCollection","features":[{"type":"Feature","#.to_vec(), Fails("line 1")),
+        ("a coordinate that is a string", ok_query.into(), geo, fc(r#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":["10",20]}}"#).into(), Fails("expected a number")),
+        ("features not an array", ok_query.into(), geo, br#"{"type":"FeatureCollection","features":{}}"#.to_vec(), Fails("features")),
+        ("feature without geometry", ok_query.into(), geo, fc(r#"{"type":"Feature","properties":{}}"#).into(), Fails("geometry")),
+    ];
+    assert!(cases.len() >= 15);
+    let mut failing_jobs = Vec::new();
+    for (what, query, content_type, body, expect) in cases {
+        let mut req = farm
+            .http
+            .post(format!("{}/v1/layers?{query}", farm.base))
+            .bearer_auth("sesame")
+            .body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let json: serde_json::Value = res.json().await.unwrap();
+        match expect {
+            Refused(want, code) => {
+                assert_eq!(status, want, "{what}: {json}");
+                assert_eq!(json["error"]["code"], code, "{what}: {json}");
+                let message = json["error"]["message"].as_str().unwrap();
+                assert!(message.len() > 20, "{what}: {message:?} says too little");
+            }
+            Fails(text) => {
+                assert_eq!(status, 202, "{what}: {json}");
+                failing_jobs.push((what, json, text));
+            }
+        }
+    }
+    // Without the token, or with a wrong one, writes are refused.
+    for auth in [None, Some("Bearer wrong")] {
+        let mut req = farm
+            .http
+            .post(format!("{}/v1/layers?{ok_query}", farm.base))
+            .header("content-type", "application/geo+json")
+            .body(fc(point));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401);
+    }
+    for (what, accepted, text) in failing_jobs {
+        let job = accepted["job"]["id"].as_str().unwrap();
+        let layer = accepted["layer_id"].as_str().unwrap();
+        let (done, _) = farm.wait_job(job, Duration::from_secs(60)).await;
+        assert_eq!(done["state"], "failed", "{what}: {done}");
+        assert_eq!(done["error"]["code"], "invalid_geojson", "{what}: {done}");
+        let message = done["error"]["message"].as_str().unwrap();
+        assert!(message.contains(text), "{what}: {message:?} lacks {text:?}");
+        // Nothing of the layer is visible.
+        let (status, json) = farm.get_json(&format!("/tiles/{layer}/0/0/0.png")).await;
+        assert_eq!(
+            (status, json["error"]["code"].as_str()),
+            (404, Some("layer_not_ready")),
+            "{what}"
+        );
+        let (status, _) = farm.get_json(&format!("/v1/layers/{layer}/tilejson")).await;
+        assert_eq!(status, 404, "{what}");
+        assert!(
+            farm.stored_tiles(layer).is_empty(),
+            "{what}: tiles were stored"
+        );
+    }
+    // Unknown and malformed ids are clean 4xx answers.
+    let unknown = uuid::Uuid::new_v4();
+    for (path, want) in [
+        (format!("/v1/jobs/{unknown}"), (404, "unknown_job")),
+        ("/v1/jobs/not-a-uuid".to_string(), (400, "invalid_id")),
+        (
+            format!("/tiles/{unknown}/0/0/0.png"),
+            (404, "unknown_layer"),
+        ),
+        (format!("/tiles/{unknown}/1/2/0.png"), (404, "no_such_tile")),
+        (format!("/v1/layers/{unknown}"), (404, "unknown_layer")),
+    ] {
+        let (status, json) = farm.get_json(&path).await;
+        assert_eq!(
+            (status, json["error"]["code"].as_str().unwrap_or("")),
+            (want.0, want.1),
+            "{path}"
+        );
+    }
+    // The workers kept serving: a good upload still renders.
+    let res = farm
+        .http
+        .post(format!("{}/v1/layers?name=good&zooms=0-2", farm.base))
+        .bearer_auth("sesame")
+        .header("content-type", "application/geo+json")
+        .body(fc(point))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let json: serde_json::Value = res.json().await.unwrap();
+    let (done, _) = farm
+        .wait_job(json["job"]["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    farm.stop().await;
+}
+
+/// Tests that restart the broker hold this for writing; the others for reading.
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Metatiles a worker's log says it rendered.
+fn rendered_by(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("rendered metatile"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_job_and_progress_only_rises_to_the_total() {
+    let _broker = BROKER.read().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--api-only"]);
+    let a = farm.worker("worker-a", 1);
+    let b = farm.worker("worker-b", 1);
+    let (job, layer) = farm
+        .upload_sample("ne_110m_countries.geojson", "world", "0-6")
+        .await;
+    let (done, seen) = farm.wait_job(&job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let total = done["progress"]["total"].as_i64().unwrap();
+    assert_eq!(seen.last(), Some(&total), "ends exactly at the total");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went down: {seen:?}"
+    );
+    assert!(seen.iter().all(|&d| d <= total), "{seen:?} passed {total}");
+    let (by_a, by_b) = (rendered_by(&farm.log(a)), rendered_by(&farm.log(b)));
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both workers rendered: {by_a} and {by_b}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("ne_110m_countries.geojson", "0-6", out.path());
+    assert!(
+        farm.stored_tiles(&layer) == reference,
+        "the same tiles as tilefarm render"
+    );
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
+    let _broker = BROKER.read().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--api-only"]);
+    let victim = farm.worker("victim", 2);
+    let (job, layer) = farm
+        .upload_sample("wa_countries_50m.geojson", "world", "0-6")
+        .await;
+    // Kill the only worker once it is part way through.
+    let started = std::time::Instant::now();
+    loop {
+        let j = farm.job(&job).await;
+        let (done, total) = (
+            j["progress"]["done"].as_i64().unwrap(),
+            j["progress"]["total"].as_i64(),
+        );
+        if done > 0 {
+            assert!(
+                Some(done) < total,
+                "the job finished before the kill; make it bigger"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    farm.procs[victim].child.kill().unwrap(); // SIGKILL
+    farm.procs[victim].child.wait().unwrap();
+    let at_kill = farm.job(&job).await;
+    assert_eq!(at_kill["state"], "running", "{at_kill}");
+    farm.worker("survivor", 2);
+    let (done, seen) = farm.wait_job(&job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let total = done["progress"]["total"].as_i64().unwrap();
+    assert_eq!(
+        done["progress"]["done"].as_i64(),
+        Some(total),
+        "counted once each"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
+    let stored = farm.stored_tiles(&layer);
+    assert_eq!(stored.len(), reference.len(), "every tile is there");
+    assert!(stored == reference, "the same tiles as tilefarm render");
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_a_rabbitmq_restart() {
+    let _broker = BROKER.write().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--concurrency", "1"]);
+    let (job, layer) = farm
+        .upload_sample("wa_countries_50m.geojson", "world", "0-6")
+        .await;
+    let started = std::time::Instant::now();
+    while farm.job(&job).await["progress"]["done"].as_i64().unwrap() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tilefarm_testkit::rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tilefarm_testkit::rabbitmqctl(&["start_app"]);
+    tilefarm_testkit::rabbitmqctl(&["await_startup"]);
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["done"], done["progress"]["total"]);
+    assert!(
+        farm.log(0).contains("reconnecting"),
+        "the worker saw the broker go"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
+    assert!(
+        farm.stored_tiles(&layer) == reference,
+        "the same tiles as tilefarm render"
+    );
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
+    use tilefarm_queue::{Broker, DEAD_QUEUE, NewLayer, PgStore, QueuePolicy, RenderTask};
+    let _broker = BROKER.read().await;
+    let mut farm = Farm::new().await;
+    farm.extra_env
+        .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
+    farm.serve(&["--concurrency", "2"]);
+    // A job whose prepared data is gone from the store: every attempt at its
+    // render task fails.
+    let store = PgStore::connect(&farm.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let layer = NewLayer {
+        name: "lost".into(),
+        min_zoom: 0,
+        max_zoom: 0,
+        style: serde_json::json!({}),
+    };
+    let lost = store.create_upload(&layer, "t/uploads/gone").await.unwrap();
+    store
+        .record_prepared(lost.layer_id, 1, "t/layers/gone/features.geojsons", 1, None)
+        .await
+        .unwrap();
+    store
+        .plan(
+            lost.job_id,
+            lost.ingest_task,
+            &[RenderTask {
+                z: 0,
+                x: 0,
+                y: 0,
+                n: 1,
+                tiles: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    // Another job at the same time carries on.
+    let (good, _) = farm
+        .upload_sample("ne_110m_countries.geojson", "good", "0-3")
+        .await;
+    let (failed, _) = farm
+        .wait_job(&lost.job_id.to_string(), Duration::from_secs(60))
+        .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "task_failed");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("failed 4 times"), "{message}");
+    assert!(
+        message.contains("not found") || message.contains("NotFound"),
+        "{message}"
+    );
+    let (ok, _) = farm.wait_job(&good, Duration::from_secs(120)).await;
+    assert_eq!(ok["state"], "succeeded", "{ok}");
+    let broker = Broker::connect(
+        &farm.vhost.url,
+        QueuePolicy {
+            retry_delays: [100, 200, 300].map(Duration::from_millis).to_vec(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut dead = 0;
+    for _ in 0..50 {
+        dead = broker.depth(DEAD_QUEUE).await.unwrap();
+        if dead > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead, 1, "the task's message is in the dead-letter queue");
+    let log = farm.log(0);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("dead-lettered") && l.contains(&lost.job_id.to_string())),
+        "the failure is logged with the job id"
+    );
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_ends_cancelled_and_stops_counting() {
+    let _broker = BROKER.read().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--api-only"]);
+    let (job, _) = farm
+        .upload_sample("ne_110m_countries.geojson", "world", "0-5")
+        .await;
+    let res = farm
+        .http
+        .delete(format!("{}/v1/jobs/{job}", farm.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["state"], "cancelled", "{json}");
+    let again = farm
+        .http
+        .delete(format!("{}/v1/jobs/{job}", farm.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    // A worker arriving now finds nothing to do for it.
+    farm.worker("late", 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let j = farm.job(&job).await;
+    assert_eq!(j["state"], "cancelled");
+    assert_eq!(j["progress"]["done"], 0, "{j}");
+    let (status, list) = farm.get_json("/v1/jobs?state=cancelled").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["jobs"][0]["id"], job.as_str());
+    let (status, list) = farm.get_json("/v1/jobs?state=bogus").await;
+    assert_eq!(
+        (status, list["error"]["code"].as_str()),
+        (400, Some("invalid"))
+    );
+    farm.stop().await;
+}

@@ -1,0 +1,249 @@
+//! A farm of real processes for the tests: `tilefarm serve` and `tilefarm
+//! worker` on a database, a RabbitMQ virtual host and an S3 server of the
+//! test's own. Each process logs to a file; the logs are printed when a test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tilefarm_testkit::{S3Server, TestDb, TestVhost, free_port, wait_for_port};
+
+pub const BUCKET: &str = "farm";
+pub const PREFIX: &str = "t";
+
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(name)
+}
+
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+pub struct Farm {
+    pub db: Option<TestDb>,
+    pub vhost: TestVhost,
+    pub s3: S3Server,
+    pub api_port: u16,
+    pub procs: Vec<Proc>,
+    pub logs: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub base: String,
+    /// Extra settings for every process.
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Farm {
+    pub async fn new() -> Farm {
+        let api_port = free_port();
+        Farm {
+            db: Some(TestDb::empty().await),
+            vhost: TestVhost::new(),
+            s3: S3Server::start(&[BUCKET]),
+            api_port,
+            procs: Vec::new(),
+            logs: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{api_port}"),
+            extra_env: Vec::new(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("TILEFARM_AMQP_URL".into(), self.vhost.url.clone()),
+            (
+                "TILEFARM_DATABASE_URL".into(),
+                self.db.as_ref().unwrap().url.clone(),
+            ),
+            ("TILEFARM_STORE".into(), format!("s3://{BUCKET}/{PREFIX}")),
+            ("RUST_LOG".into(), "info,tilefarm_worker=debug".into()),
+            ("NO_COLOR".into(), "1".into()),
+        ];
+        env.extend(self.s3.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// Starts `tilefarm ARGS...` as a process of the farm.
+    pub fn spawn(&mut self, name: &str, args: &[&str]) -> usize {
+        let log = self.logs.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .args(args)
+            .envs(self.env())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tilefarm");
+        self.procs.push(Proc {
+            name: name.into(),
+            child,
+            log,
+        });
+        self.procs.len() - 1
+    }
+
+    /// Starts the API (with `args` added) and waits until it listens.
+    pub fn serve(&mut self, args: &[&str]) -> usize {
+        let listen = format!("127.0.0.1:{}", self.api_port);
+        let mut all = vec!["serve", "--listen", &listen];
+        all.extend_from_slice(args);
+        let i = self.spawn("serve", &all);
+        wait_for_port(self.api_port, "tilefarm serve", Duration::from_secs(60));
+        i
+    }
+
+    pub fn worker(&mut self, name: &str, concurrency: usize) -> usize {
+        let c = concurrency.to_string();
+        self.spawn(name, &["worker", "--concurrency", &c])
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.procs[i].log).unwrap_or_default()
+    }
+
+    /// Uploads `body` as a layer; returns the status and the answer.
+    pub async fn upload(
+        &self,
+        query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/layers?{query}", self.base))
+            .body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let res = req.send().await.expect("the API answers");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    /// Uploads a sample file as GeoJSON and returns (job id, layer id).
+    pub async fn upload_sample(&self, file: &str, name: &str, zooms: &str) -> (String, String) {
+        let body = std::fs::read(sample(file)).unwrap();
+        let (status, json) = self
+            .upload(
+                &format!("name={name}&zooms={zooms}"),
+                Some("application/geo+json"),
+                body,
+            )
+            .await;
+        assert_eq!(status, 202, "{json}");
+        (
+            json["job"]["id"].as_str().unwrap().to_string(),
+            json["layer_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, json) = self.get_json(&format!("/v1/jobs/{id}")).await;
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// Polls a job until it ends; returns its last status and every progress
+    /// figure seen on the way.
+    pub async fn wait_job(&self, id: &str, within: Duration) -> (Value, Vec<i64>) {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let job = self.job(id).await;
+            seen.push(job["progress"]["done"].as_i64().unwrap());
+            if !matches!(job["state"].as_str(), Some("queued" | "running")) {
+                return (job, seen);
+            }
+            assert!(
+                started.elapsed() < within,
+                "job {id} did not end within {within:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The tiles of a layer in the bucket (`z/x/y.png` -> bytes).
+    pub fn stored_tiles(&self, layer: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let root = self
+            .s3
+            .bucket_dir(BUCKET)
+            .join(PREFIX)
+            .join("tiles")
+            .join(layer);
+        tilefarm_testkit::tree(&root)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".png"))
+            .collect()
+    }
+
+    /// Stops every process and drops the database.
+    pub async fn stop(mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if let Some(db) = self.db.take() {
+            db.drop().await;
+        }
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        if std::thread::panicking() {
+            for p in &self.procs {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                eprintln!("--- {} (last lines) ---", p.name);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// `tilefarm render` of a sample into a directory, as the farm's reference.
+pub fn reference_render(
+    file: &str,
+    zooms: &str,
+    out: &Path,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let o = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+        .arg("render")
+        .arg(sample(file))
+        .args(["--zooms", zooms, "--skip-empty", "--metatile", "8", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tilefarm_testkit::tree(out)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".png") && !k.starts_with(".uniform"))
+        .collect()
+}

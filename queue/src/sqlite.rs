@@ -1,0 +1,525 @@
+//! The embedded job store on SQLite: the same operations as [`PgStore`] for
+//! `tilefarm serve` with no database configured. One connection serializes
+//! every transaction, which stands in for PostgreSQL's row locks.
+//!
+//! [`PgStore`]: crate::PgStore
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::error::{StoreError, StoreResult};
+use crate::status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
+use crate::store::{
+    Completion, INGEST_QUEUE, NewLayer, OutboxMessage, RENDER_QUEUE, RenderTask, Upload,
+    check_new_layer,
+};
+
+/// The embedded schema, applied by [`SqliteStore::open`].
+pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The job store in one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_upload(&self, layer: &NewLayer, source_key: &str) -> StoreResult<Upload> {
+        check_new_layer(layer)?;
+        let (layer_id, job_id, ingest_task) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO layers (id, name, min_zoom, max_zoom, style, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )
+        .bind(layer_id)
+        .bind(&layer.name)
+        .bind(i64::from(layer.min_zoom))
+        .bind(i64::from(layer.max_zoom))
+        .bind(layer.style.to_string())
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO layer_versions (layer_id, version, source_key, created_at)
+             VALUES (?1, 1, ?2, ?3)",
+        )
+        .bind(layer_id)
+        .bind(source_key)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, layer_id, version, kind, created_at, updated_at)
+             VALUES (?1, ?2, 1, 'upload', ?3, ?3)",
+        )
+        .bind(job_id)
+        .bind(layer_id)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tasks (id, job_id, kind, created_at) VALUES (?1, ?2, 'ingest', ?3)",
+        )
+        .bind(ingest_task)
+        .bind(job_id)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, INGEST_QUEUE, ingest_task, job_id).await?;
+        tx.commit().await?;
+        Ok(Upload {
+            layer_id,
+            job_id,
+            ingest_task,
+        })
+    }
+
+    pub async fn job(&self, id: Uuid) -> StoreResult<Option<JobStatus>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    pub async fn jobs(&self, state: Option<&str>, limit: i64) -> StoreResult<Vec<JobStatus>> {
+        if let Some(s) = state
+            && !JOB_STATES.contains(&s)
+        {
+            return Err(StoreError::Invalid(format!(
+                "{s:?} is not a job state; expected one of {}",
+                JOB_STATES.join(", ")
+            )));
+        }
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at DESC LIMIT ?2",
+        )
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn job_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    pub async fn layer(&self, id: Uuid) -> StoreResult<Option<LayerInfo>> {
+        let row = sqlx::query(
+            "SELECT l.id, l.name, l.min_zoom, l.max_zoom, l.style, l.published_version,
+                    v.bounds, v.feature_count, l.created_at, l.updated_at
+             FROM layers l
+             LEFT JOIN layer_versions v ON v.layer_id = l.id AND v.version = l.published_version
+             WHERE l.id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let bounds: Option<String> = r.try_get("bounds")?;
+        Ok(Some(LayerInfo {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            min_zoom: r.try_get::<i64, _>("min_zoom")? as u8,
+            max_zoom: r.try_get::<i64, _>("max_zoom")? as u8,
+            style: json(&r, "style")?,
+            published_version: r.try_get("published_version")?,
+            bounds: bounds.and_then(|b| serde_json::from_str(&b).ok()),
+            feature_count: r.try_get("feature_count")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        }))
+    }
+
+    pub async fn task_context(&self, task_id: Uuid) -> StoreResult<Option<TaskContext>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.kind, t.state AS task_state, t.attempts, t.z, t.x, t.y, t.n,
+                    j.id AS job_id, j.state AS job_state, j.layer_id, j.version,
+                    l.min_zoom, l.max_zoom, l.style, v.source_key, v.prepared_key
+             FROM tasks t
+             JOIN jobs j ON j.id = t.job_id
+             JOIN layers l ON l.id = j.layer_id
+             JOIN layer_versions v ON v.layer_id = j.layer_id AND v.version = j.version
+             WHERE t.id = ?1",
+        )
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let opt = |c: &str| -> Result<Option<i64>, sqlx::Error> { r.try_get(c) };
+        Ok(Some(TaskContext {
+            task_id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            task_state: r.try_get("task_state")?,
+            attempts: r.try_get::<i64, _>("attempts")? as i32,
+            z: opt("z")?.map(|v| v as u8),
+            x: opt("x")?.map(|v| v as u32),
+            y: opt("y")?.map(|v| v as u32),
+            n: opt("n")?.map(|v| v as u32),
+            job_id: r.try_get("job_id")?,
+            job_state: r.try_get("job_state")?,
+            layer_id: r.try_get("layer_id")?,
+            version: r.try_get::<i64, _>("version")? as i32,
+            min_zoom: r.try_get::<i64, _>("min_zoom")? as u8,
+            max_zoom: r.try_get::<i64, _>("max_zoom")? as u8,
+            style: json(&r, "style")?,
+            source_key: r.try_get("source_key")?,
+            prepared_key: r.try_get("prepared_key")?,
+        }))
+    }
+
+    pub async fn set_stage(&self, job_id: Uuid, stage: &str) -> StoreResult<()> {
+        let t = now();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', stage = ?2,
+                    started_at = coalesce(started_at, ?3), updated_at = ?3
+             WHERE id = ?1 AND state IN ('queued', 'running')",
+        )
+        .bind(job_id)
+        .bind(stage)
+        .bind(t)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_prepared(
+        &self,
+        layer_id: Uuid,
+        version: i32,
+        prepared_key: &str,
+        feature_count: i64,
+        bounds: Option<[f64; 4]>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE layer_versions SET prepared_key = ?3, feature_count = ?4, bounds = ?5
+             WHERE layer_id = ?1 AND version = ?2",
+        )
+        .bind(layer_id)
+        .bind(version)
+        .bind(prepared_key)
+        .bind(feature_count)
+        .bind(bounds.map(|b| serde_json::json!(b).to_string()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE tasks SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1
+             RETURNING attempts",
+        )
+        .bind(task_id)
+        .bind(error)
+        .fetch_optional(&self.pool)
+        .await?;
+        attempts
+            .map(|a| a as i32)
+            .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))
+    }
+
+    pub async fn plan(
+        &self,
+        job_id: Uuid,
+        plan_task: Uuid,
+        tasks: &[RenderTask],
+    ) -> StoreResult<Vec<Uuid>> {
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        let state = job_state(&mut tx, job_id).await?;
+        if state != "queued" && state != "running" {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id} is {state}; it cannot be planned"
+            )));
+        }
+        let total: i64 = tasks.iter().map(|t| i64::from(t.tiles)).sum();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', stage = 'render', tiles_total = ?2,
+                    started_at = coalesce(started_at, ?3), updated_at = ?3
+             WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(total)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tasks SET state = 'done', done_at = ?2 WHERE id = ?1 AND state = 'pending'",
+        )
+        .bind(plan_task)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, created_at)
+                 VALUES (?1, ?2, 'render', ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(id)
+            .bind(job_id)
+            .bind(i64::from(task.z))
+            .bind(i64::from(task.x))
+            .bind(i64::from(task.y))
+            .bind(i64::from(task.n))
+            .bind(i64::from(task.tiles))
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+            enqueue(&mut tx, RENDER_QUEUE, id, job_id).await?;
+            ids.push(id);
+        }
+        if tasks.is_empty() {
+            finish_job(&mut tx, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn complete_task(&self, task_id: Uuid) -> StoreResult<Completion> {
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        let job_id: Option<Uuid> = sqlx::query_scalar("SELECT job_id FROM tasks WHERE id = ?1")
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let job_id = job_id.ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
+        let state = job_state(&mut tx, job_id).await?;
+        let tiles: Option<i64> = sqlx::query_scalar(
+            "UPDATE tasks SET state = 'done', done_at = ?2
+             WHERE id = ?1 AND state = 'pending' RETURNING tiles",
+        )
+        .bind(task_id)
+        .bind(t)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(tiles) = tiles else {
+            tx.commit().await?;
+            return Ok(Completion::AlreadySettled);
+        };
+        sqlx::query("UPDATE jobs SET tiles_done = tiles_done + ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(job_id)
+            .bind(tiles)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE job_id = ?1 AND state = 'pending'",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let finished = pending == 0 && state == "running";
+        if finished {
+            finish_job(&mut tx, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Completion::Counted { job_id, finished })
+    }
+
+    pub async fn fail_job(&self, job_id: Uuid, code: &str, message: &str) -> StoreResult<bool> {
+        self.end_job(job_id, "failed", Some((code, message))).await
+    }
+
+    pub async fn cancel_job(&self, job_id: Uuid) -> StoreResult<bool> {
+        self.end_job(job_id, "cancelled", None).await
+    }
+
+    async fn end_job(
+        &self,
+        job_id: Uuid,
+        state: &str,
+        error: Option<(&str, &str)>,
+    ) -> StoreResult<bool> {
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        let current = job_state(&mut tx, job_id).await?;
+        if !matches!(current.as_str(), "queued" | "running") {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = ?2, error_code = ?3, error_message = ?4,
+                    finished_at = ?5, updated_at = ?5
+             WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(state)
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tasks SET state = 'cancelled' WHERE job_id = ?1 AND state = 'pending'")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn relay_outbox<F, Fut>(&self, limit: i64, publish: F) -> StoreResult<usize>
+    where
+        F: FnOnce(Vec<OutboxMessage>) -> Fut,
+        Fut: std::future::Future<Output = Vec<i64>>,
+    {
+        let rows = sqlx::query(
+            "SELECT id, queue, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxMessage {
+                    id: r.try_get("id")?,
+                    queue: r.try_get("queue")?,
+                    payload: json(r, "payload")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let sent = publish(messages).await;
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        for id in &sent {
+            sqlx::query("UPDATE outbox SET published_at = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(sent.len())
+    }
+
+    /// Marks every published outbox message of a live task unpublished again,
+    /// so the relay sends it anew: at start-up, the in-process queue has lost
+    /// whatever it held when the process stopped.
+    pub async fn requeue_pending(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET published_at = NULL
+             WHERE published_at IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id
+                 WHERE t.id = unhex(replace(json_extract(outbox.payload, '$.task'), '-', ''))
+                   AND t.state = 'pending' AND j.state IN ('queued', 'running'))",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn json(r: &SqliteRow, column: &str) -> Result<Value, sqlx::Error> {
+    let text: String = r.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn job_from_row(r: &SqliteRow) -> Result<JobStatus, sqlx::Error> {
+    Ok(JobStatus {
+        id: r.try_get("id")?,
+        layer_id: r.try_get("layer_id")?,
+        version: r.try_get::<i64, _>("version")? as i32,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        stage: r.try_get("stage")?,
+        tiles_total: r.try_get("tiles_total")?,
+        tiles_done: r.try_get("tiles_done")?,
+        error_code: r.try_get("error_code")?,
+        error_message: r.try_get("error_message")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'_, Sqlite>,
+    queue: &str,
+    task: Uuid,
+    job: Uuid,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO outbox (queue, payload, created_at) VALUES (?1, ?2, ?3)")
+        .bind(queue)
+        .bind(serde_json::json!({ "task": task, "job": job }).to_string())
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn job_state(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<String> {
+    sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))
+}
+
+async fn finish_job(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<()> {
+    let t = now();
+    sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', stage = 'finished', finished_at = ?2, updated_at = ?2
+         WHERE id = ?1",
+    )
+    .bind(job_id)
+    .bind(t)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE layers SET published_version = (SELECT version FROM jobs WHERE id = ?1),
+                updated_at = ?2
+         WHERE id = (SELECT layer_id FROM jobs WHERE id = ?1)",
+    )
+    .bind(job_id)
+    .bind(t)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
