@@ -21,7 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
-use tilefarm_queue::PgStore;
+use tilefarm_queue::{JobStore, LocalQueue};
 use tilefarm_worker::{BrokerConfig, Objects};
 
 pub use error::{ApiError, ApiResult};
@@ -54,17 +54,26 @@ impl Default for ApiConfig {
     }
 }
 
+/// Where the farm's tasks go.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// RabbitMQ.
+    Broker(BrokerConfig),
+    /// The in-process queue of the embedded mode.
+    Local(LocalQueue),
+}
+
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
 
 #[derive(Debug)]
 pub struct Inner {
-    pub store: PgStore,
+    pub store: JobStore,
     pub objects: Objects,
     pub config: ApiConfig,
-    /// The broker, for `/readyz` and the queue depths in `/metrics`.
-    pub broker: Option<BrokerConfig>,
+    /// Where tasks go, for `/readyz` and the queue depths in `/metrics`.
+    pub transport: Transport,
     metrics: ops::Metrics,
     /// The tile answered where the data does not reach.
     transparent: Bytes,
@@ -72,10 +81,10 @@ pub struct Inner {
 
 impl AppState {
     pub fn new(
-        store: PgStore,
+        store: JobStore,
         objects: Objects,
         config: ApiConfig,
-        broker: Option<BrokerConfig>,
+        transport: Transport,
     ) -> AppState {
         let transparent = tilefarm_renderer::encode_png(
             &tilefarm_renderer::TileImage::Uniform(tilefarm_renderer::Rgba([0, 0, 0, 0])),
@@ -86,7 +95,7 @@ impl AppState {
             store,
             objects,
             config,
-            broker,
+            transport,
             metrics: ops::Metrics::default(),
             transparent: Bytes::from(transparent),
         }))
@@ -113,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/layers/{id}", get(layers::show))
         .route("/v1/layers/{id}/tilejson", get(layers::tilejson))
         .route("/tiles/{layer}/{z}/{x}/{y}", get(tiles::tile))
+        .route("/", get(ops::index))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

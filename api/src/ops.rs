@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tilefarm_queue::{Broker, DEAD_QUEUE, WORK_QUEUES};
 
-use crate::AppState;
+use crate::{AppState, Transport};
 
 /// Counters kept by this API process.
 #[derive(Debug, Default)]
@@ -46,8 +46,16 @@ where
 
 /// Ready messages in each work queue and the dead-letter queue.
 async fn queue_depths(state: &AppState) -> Result<Vec<(&'static str, u32)>, String> {
-    let Some(config) = &state.broker else {
-        return Ok(Vec::new());
+    let config = match &state.transport {
+        Transport::Broker(config) => config,
+        Transport::Local(queue) => {
+            let mut depths: Vec<(&'static str, u32)> = WORK_QUEUES
+                .into_iter()
+                .map(|q| (q, queue.depth(q) as u32))
+                .collect();
+            depths.push((DEAD_QUEUE, queue.dead().len() as u32));
+            return Ok(depths);
+        }
     };
     check(async {
         let broker = Broker::connect(&config.url, config.policy.clone()).await?;
@@ -92,7 +100,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "checks": {
             "database": show(&database),
             "object_store": show(&objects),
-            "broker": if state.broker.is_some() { show(&broker) } else { json!("embedded") },
+            "broker": match state.transport {
+                Transport::Broker(_) => show(&broker),
+                Transport::Local(_) => json!("embedded"),
+            },
         },
     });
     (status, Json(body)).into_response()
@@ -149,6 +160,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `GET /`: a page to upload a layer, watch its job and look at its tiles.
+pub async fn index() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("index.html"))
 }
 
 /// `GET /openapi.json`

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tilefarm_api::{ApiConfig, AppState};
-use tilefarm_queue::{PgStore, QueuePolicy};
-use tilefarm_worker::{BrokerConfig, Farm, FarmConfig, Objects, run_relay, run_worker};
+use tilefarm_api::{ApiConfig, AppState, Transport};
+use tilefarm_queue::{JobStore, LocalQueue, PgStore, QueuePolicy, SqliteStore};
+use tilefarm_worker::{
+    BrokerConfig, Farm, FarmConfig, Objects, run_local_relay, run_local_worker, run_relay,
+    run_worker,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::migrate::redact;
@@ -34,6 +37,10 @@ pub struct FarmArgs {
     /// Deliveries of one task message before the broker dead-letters it.
     #[arg(long, default_value_t = 5)]
     pub delivery_limit: i64,
+    /// Folder of the embedded mode (used when --amqp, --database and --store
+    /// are all absent): its SQLite job store and its tiles.
+    #[arg(long, env = "TILEFARM_DATA_DIR", default_value = "tilefarm-data")]
+    pub data_dir: std::path::PathBuf,
     /// Pauses before each retry of a failed task, in milliseconds, comma-separated.
     #[arg(
         long,
@@ -69,9 +76,15 @@ pub struct ServeArgs {
     /// Deepest zoom an upload may ask for.
     #[arg(long, default_value_t = 18)]
     pub max_zoom: u8,
-    /// Serve the API only, running no tasks in this process.
+    /// Serve the API only, running no tasks in this process (farm mode).
     #[arg(long)]
     pub api_only: bool,
+    /// Once serving, upload this GeoJSON file and show its job's progress.
+    #[arg(long, value_name = "FILE")]
+    pub upload: Option<std::path::PathBuf>,
+    /// Zoom range of the --upload.
+    #[arg(long, default_value = "0-5")]
+    pub upload_zooms: String,
     #[command(flatten)]
     pub farm: FarmArgs,
     #[command(flatten)]
@@ -88,17 +101,44 @@ pub struct WorkerCmdArgs {
 
 /// The shared parts, connected.
 struct Parts {
-    store: PgStore,
+    store: JobStore,
     objects: Objects,
-    broker: BrokerConfig,
+    transport: Transport,
 }
 
-async fn connect(args: &FarmArgs) -> Result<Parts> {
+fn policy(args: &FarmArgs) -> QueuePolicy {
+    QueuePolicy {
+        delivery_limit: args.delivery_limit,
+        retry_delays: args
+            .retry_delays_ms
+            .iter()
+            .map(|ms| std::time::Duration::from_millis(*ms))
+            .collect(),
+    }
+}
+
+/// Connects to the farm's servers, or with none configured (and
+/// `allow_embedded`) opens the embedded store, queue and folder.
+async fn connect(args: &FarmArgs, allow_embedded: bool) -> Result<Parts> {
+    let given = [
+        ("--amqp", &args.amqp),
+        ("--database", &args.database),
+        ("--store", &args.store),
+    ];
+    let missing: Vec<&str> = given
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.len() == given.len() && allow_embedded {
+        return embedded(args).await;
+    }
     let (Some(amqp), Some(database), Some(store)) = (&args.amqp, &args.database, &args.store)
     else {
         anyhow::bail!(
             "a farm process needs --amqp, --database and --store (or TILEFARM_AMQP_URL, \
-             TILEFARM_DATABASE_URL and TILEFARM_STORE)"
+             TILEFARM_DATABASE_URL and TILEFARM_STORE); missing: {}",
+            missing.join(", ")
         );
     };
     let db = PgStore::connect(database)
@@ -109,22 +149,63 @@ async fn connect(args: &FarmArgs) -> Result<Parts> {
         .context("the job store's migrations failed")?;
     let objects =
         Objects::open(store, args.s3_endpoint.as_deref())?.with_cache_control(&args.cache_control);
-    let broker = BrokerConfig {
-        url: amqp.clone(),
-        policy: QueuePolicy {
-            delivery_limit: args.delivery_limit,
-            retry_delays: args
-                .retry_delays_ms
-                .iter()
-                .map(|ms| std::time::Duration::from_millis(*ms))
-                .collect(),
-        },
-    };
     Ok(Parts {
-        store: db,
+        store: db.into(),
         objects,
-        broker,
+        transport: Transport::Broker(BrokerConfig {
+            url: amqp.clone(),
+            policy: policy(args),
+        }),
     })
+}
+
+async fn embedded(args: &FarmArgs) -> Result<Parts> {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db_path = dir.join("jobs.sqlite");
+    let store = SqliteStore::open(&db_path)
+        .await
+        .with_context(|| format!("cannot open the job store {}", db_path.display()))?;
+    let requeued = store.requeue_pending().await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "resuming the unfinished tasks of the last run");
+    }
+    let objects = Objects::open(&dir.join("store").to_string_lossy(), None)?
+        .with_cache_control(&args.cache_control);
+    tracing::info!(
+        "embedded mode: job store {}, tiles under {}",
+        db_path.display(),
+        dir.join("store").display()
+    );
+    Ok(Parts {
+        store: store.into(),
+        objects,
+        transport: Transport::Local(LocalQueue::new(policy(args).retry_delays)),
+    })
+}
+
+/// Starts the relay and, unless `workers` is `None`, the workers of a process.
+fn start_background(
+    parts: &Parts,
+    workers: Option<(Arc<Farm>, usize)>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let (store, stop) = (parts.store.clone(), stop.clone());
+    match &parts.transport {
+        Transport::Broker(config) => {
+            tasks.spawn(run_relay(store, config.clone(), stop.clone()));
+            if let Some((farm, n)) = workers {
+                tasks.spawn(run_worker(farm, config.clone(), n, stop));
+            }
+        }
+        Transport::Local(queue) => {
+            tasks.spawn(run_local_relay(store, queue.clone(), stop.clone()));
+            if let Some((farm, n)) = workers {
+                tasks.spawn(run_local_worker(farm, queue.clone(), n, stop));
+            }
+        }
+    }
 }
 
 fn farm(parts: &Parts, args: &WorkerArgs) -> Result<(Arc<Farm>, usize)> {
@@ -167,23 +248,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let parts = connect(&args.farm).await?;
+        let parts = connect(&args.farm, true).await?;
+        if args.api_only && matches!(parts.transport, Transport::Local(_)) {
+            anyhow::bail!("--api-only needs a farm (--amqp, --database, --store) to run the tasks");
+        }
         let stop = stop_on_signal();
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(run_relay(
-            parts.store.clone(),
-            parts.broker.clone(),
-            stop.clone(),
-        ));
-        if !args.api_only {
-            let (farm, concurrency) = farm(&parts, &args.worker)?;
-            background.spawn(run_worker(
-                farm,
-                parts.broker.clone(),
-                concurrency,
-                stop.clone(),
-            ));
-        }
+        let workers = if args.api_only {
+            None
+        } else {
+            Some(farm(&parts, &args.worker)?)
+        };
+        start_background(&parts, workers, &stop, &mut background);
         let config = ApiConfig {
             token: args.token.clone(),
             max_upload_bytes: args.max_upload_mb << 20,
@@ -195,12 +271,26 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             parts.store.clone(),
             parts.objects.clone(),
             config,
-            Some(parts.broker.clone()),
+            parts.transport.clone(),
         );
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        tracing::info!("serving on http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        tracing::info!("serving on http://{address}");
+        if let Some(file) = args.upload.clone() {
+            let upload = crate::upload::UploadArgs::for_file(
+                file,
+                format!("http://{address}"),
+                args.upload_zooms.clone(),
+                args.token.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = crate::upload::upload(upload).await {
+                    tracing::error!("the upload failed: {e:#}");
+                }
+            });
+        }
         let shutdown = stop.clone();
         axum::serve(listener, tilefarm_api::router(state))
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -214,17 +304,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 
 pub fn worker(args: WorkerCmdArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let parts = connect(&args.farm).await?;
-        let (farm, concurrency) = farm(&parts, &args.worker)?;
+        let parts = connect(&args.farm, false).await?;
+        let workers = farm(&parts, &args.worker)?;
         let stop = stop_on_signal();
-        let relay = tokio::spawn(run_relay(
-            parts.store.clone(),
-            parts.broker.clone(),
-            stop.clone(),
-        ));
-        run_worker(farm, parts.broker.clone(), concurrency, stop.clone()).await;
-        stop.cancel();
-        let _ = relay.await;
+        let mut background = tokio::task::JoinSet::new();
+        start_background(&parts, Some(workers), &stop, &mut background);
+        // The worker ends on a stop; then the relay is stopped too.
+        while let Some(done) = background.join_next().await {
+            if done.is_ok() {
+                stop.cancel();
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -5,6 +5,7 @@ mod farm;
 mod migrate;
 mod progress;
 mod render;
+mod upload;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -35,6 +36,8 @@ enum Command {
     Serve(Box<farm::ServeArgs>),
     /// Run tasks from the queue until SIGTERM, then finish those in hand.
     Worker(Box<farm::WorkerCmdArgs>),
+    /// Upload a GeoJSON file to a tilefarm server and follow its job.
+    Upload(upload::UploadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Migrate(args) => migrate::run(args),
         Command::Serve(args) => farm::serve(*args),
         Command::Worker(args) => farm::worker(*args),
+        Command::Upload(args) => upload::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -19,7 +19,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, PgStore, RENDER_QUEUE};
+use crate::job_store::JobStore;
+use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, RENDER_QUEUE};
 
 /// Where messages past their delivery limit (or rejected) end up.
 pub const DEAD_QUEUE: &str = "tilefarm.dead";
@@ -262,7 +263,7 @@ impl Broker {
 
     /// Publishes up to `limit` outbox messages and marks those the broker
     /// confirmed; the rest stay for the next pass. Returns how many were sent.
-    pub async fn relay_outbox(&self, store: &PgStore, limit: i64) -> BrokerResult<usize> {
+    pub async fn relay_outbox(&self, store: &JobStore, limit: i64) -> BrokerResult<usize> {
         let mut failure = None;
         let sent = store
             .relay_outbox(limit, |messages| async {

@@ -1,12 +1,15 @@
-//! tilefarm's job queue: layers, jobs and tasks in PostgreSQL (schema in
-//! `migrations/`), with an outbox that carries each task to the broker.
+//! tilefarm's job queue: layers, jobs and tasks in a job store (schema in
+//! `migrations/`), with an outbox that carries each task to the transport.
 //!
-//! So far: the job store ([`PgStore`]) and the RabbitMQ transport ([`Broker`]:
-//! topology, confirmed publishing, the outbox relay, consumers whose messages
-//! are settled by an [`Outcome`]). Retries with backoff and the embedded (in-process, SQLite) equivalents are still to come.
+//! Two of each, behind the same operations: the job store on PostgreSQL
+//! ([`PgStore`]) or SQLite ([`SqliteStore`]), both as a [`JobStore`]; and the
+//! transport on RabbitMQ ([`Broker`]: topology, confirmed publishing, the outbox
+//! relay, retries after a backoff, dead-lettering) or in process
+//! ([`LocalQueue`]), whose deliveries are settled alike as a [`Delivery`].
 #![forbid(unsafe_code)]
 
 mod amqp;
+mod delivery;
 mod error;
 mod job_store;
 mod local;
@@ -18,6 +21,7 @@ pub use amqp::{
     ATTEMPT_HEADER, Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming,
     Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES, retry_queue,
 };
+pub use delivery::Delivery;
 pub use error::{StoreError, StoreResult};
 pub use job_store::JobStore;
 pub use local::{LocalIncoming, LocalQueue};

@@ -151,9 +151,18 @@ async fn the_outbox_relay_publishes_each_message_once() {
         .create_upload(&layer, "uploads/world")
         .await
         .unwrap();
-    assert_eq!(broker.relay_outbox(&db.store, 100).await.unwrap(), 1);
     assert_eq!(
-        broker.relay_outbox(&db.store, 100).await.unwrap(),
+        broker
+            .relay_outbox(&db.store.clone().into(), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        broker
+            .relay_outbox(&db.store.clone().into(), 100)
+            .await
+            .unwrap(),
         0,
         "nothing is sent twice"
     );

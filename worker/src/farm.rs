@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use tilefarm_queue::{Completion, PgStore, RenderTask, StoreError, TaskContext, TaskMessage};
+use tilefarm_queue::{Completion, JobStore, RenderTask, StoreError, TaskContext, TaskMessage};
 use tilefarm_renderer::{
     Layer, MAX_ZOOM, MetaTile, ReadOptions, Rgba, Style, TileId, ZoomLayer, read_geojson,
     unit_to_lonlat,
@@ -73,7 +73,7 @@ impl From<StoreError> for TaskError {
 /// threads and a cache of prepared layers.
 #[derive(Debug)]
 pub struct Farm {
-    pub store: PgStore,
+    pub store: JobStore,
     pub objects: Objects,
     pub config: FarmConfig,
     pool: rayon::ThreadPool,
@@ -81,7 +81,7 @@ pub struct Farm {
 }
 
 impl Farm {
-    pub fn new(store: PgStore, objects: Objects, config: FarmConfig) -> std::io::Result<Farm> {
+    pub fn new(store: JobStore, objects: Objects, config: FarmConfig) -> std::io::Result<Farm> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .thread_name(|i| format!("render-{i}"))

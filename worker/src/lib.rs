@@ -22,5 +22,5 @@ pub use pyramid::{
     MetaTileReport, PyramidOptions, RenderError, Summary, UniformPngs, check_options,
     parse_zoom_range, render_metatile_into, render_pyramid,
 };
-pub use run::{BrokerConfig, run_relay, run_worker};
+pub use run::{BrokerConfig, run_local_relay, run_local_worker, run_relay, run_worker};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

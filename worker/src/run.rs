@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tilefarm_queue::{
-    Broker, BrokerError, INGEST_QUEUE, INTERACTIVE_QUEUE, Incoming, Outcome, PgStore, QueuePolicy,
-    RENDER_QUEUE,
+    Broker, BrokerError, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE, JobStore, LocalQueue, Outcome,
+    QueuePolicy, RENDER_QUEUE,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -89,6 +89,7 @@ async fn consume(
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ok(()),
+            // In QUEUES_BY_PRIORITY order.
             m = interactive.next() => m,
             m = ingest.next() => m,
             m = render.next() => m,
@@ -100,7 +101,7 @@ async fn consume(
         };
         let farm = farm.clone();
         running.spawn(async move {
-            settle(&farm, incoming).await;
+            settle(&farm, Delivery::Amqp(Box::new(incoming))).await;
             drop(slot);
         });
         while running.try_join_next().is_some() {}
@@ -116,8 +117,8 @@ async fn consume(
 }
 
 /// Runs one delivered task and settles its message by the outcome.
-async fn settle(farm: &Farm, incoming: Incoming) {
-    let outcome = match &incoming.message {
+async fn settle(farm: &Farm, incoming: Delivery) {
+    let outcome = match incoming.message() {
         Err(why) => {
             tracing::error!("dead-lettered a message that is not a task: {why}");
             Outcome::Permanent(why.clone())
@@ -159,7 +160,7 @@ async fn settle(farm: &Farm, incoming: Incoming) {
 /// Publishes outbox rows until `stop` is cancelled, each as soon as it is
 /// committed (within a poll interval). Reconnects to the broker when it goes
 /// away and waits out database outages.
-pub async fn run_relay(store: PgStore, broker: BrokerConfig, stop: CancellationToken) {
+pub async fn run_relay(store: JobStore, broker: BrokerConfig, stop: CancellationToken) {
     const BATCH: i64 = 500;
     const POLL: Duration = Duration::from_millis(50);
     while let Some(connection) = connect(&broker, &stop, "outbox relay").await {
@@ -180,6 +181,69 @@ pub async fn run_relay(store: PgStore, broker: BrokerConfig, stop: CancellationT
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
             }
+        }
+    }
+}
+
+/// Work taken first: interactive edits, then ingests, then bulk renders.
+const QUEUES_BY_PRIORITY: [&str; 3] = [INTERACTIVE_QUEUE, INGEST_QUEUE, RENDER_QUEUE];
+
+/// [`run_worker`] on the embedded, in-process queue.
+pub async fn run_local_worker(
+    farm: Arc<Farm>,
+    queue: LocalQueue,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut running = JoinSet::new();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+        };
+        let incoming = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = queue.next(&QUEUES_BY_PRIORITY) => m,
+        };
+        let farm = farm.clone();
+        running.spawn(async move {
+            settle(&farm, Delivery::Local(incoming)).await;
+            drop(slot);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// [`run_relay`] into the embedded, in-process queue.
+pub async fn run_local_relay(store: JobStore, queue: LocalQueue, stop: CancellationToken) {
+    const POLL: Duration = Duration::from_millis(50);
+    loop {
+        let sent = store
+            .relay_outbox(500, |messages| async {
+                messages
+                    .into_iter()
+                    .map(|m| {
+                        queue.publish(&m.queue, m.payload.to_string().as_bytes());
+                        m.id
+                    })
+                    .collect()
+            })
+            .await;
+        let pause = match sent {
+            Ok(500) => Duration::ZERO,
+            Ok(_) => POLL,
+            Err(e) => {
+                tracing::warn!("outbox relay: the job store is not answering ({e})");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

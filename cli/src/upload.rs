@@ -1,0 +1,175 @@
+//! `tilefarm upload`: send a GeoJSON file to a tilefarm server and follow its
+//! job to the end with a progress bar.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+
+use crate::progress::Progress;
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// GeoJSON or GeoJSONSeq file.
+    pub file: PathBuf,
+    /// The tilefarm server.
+    #[arg(long, env = "TILEFARM_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Layer name (default: the file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Zoom range, `MIN-MAX`.
+    #[arg(long, default_value = "0-5")]
+    pub zooms: String,
+    /// Style JSON file (default: the reference style).
+    #[arg(long)]
+    pub style: Option<PathBuf>,
+    /// Bearer token, when the server wants one.
+    #[arg(long, env = "TILEFARM_TOKEN")]
+    pub token: Option<String>,
+    /// Print the job and return without waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl UploadArgs {
+    pub fn for_file(file: PathBuf, server: String, zooms: String, token: Option<String>) -> Self {
+        UploadArgs {
+            file,
+            server,
+            name: None,
+            zooms,
+            style: None,
+            token,
+            no_wait: false,
+        }
+    }
+}
+
+pub fn run(args: UploadArgs) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?
+        .block_on(upload(args))
+}
+
+fn content_type(file: &std::path::Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("geojsons" | "geojsonl" | "ndjson" | "jsonl") => "application/geo+json-seq",
+        _ => "application/geo+json",
+    }
+}
+
+pub async fn upload(args: UploadArgs) -> Result<()> {
+    let body = tokio::fs::read(&args.file)
+        .await
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map_or("layer".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let mut query = vec![("name", name), ("zooms", args.zooms.clone())];
+    if let Some(style) = &args.style {
+        let text = std::fs::read_to_string(style)
+            .with_context(|| format!("cannot read the style file {}", style.display()))?;
+        query.push(("style", text));
+    }
+    let http = reqwest::Client::new();
+    let server = args.server.trim_end_matches('/');
+    let mut req = http
+        .post(format!("{server}/v1/layers"))
+        .query(&query)
+        .header("content-type", content_type(&args.file))
+        .body(body);
+    if let Some(token) = &args.token {
+        req = req.bearer_auth(token);
+    }
+    let res = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server}"))?;
+    let status = res.status();
+    let answer: Value = res
+        .json()
+        .await
+        .context("the server's answer is not JSON")?;
+    if status.as_u16() != 202 {
+        bail!(
+            "the upload was refused ({status}): {}",
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    let job = answer["job"]["id"]
+        .as_str()
+        .context("no job id")?
+        .to_string();
+    let layer = answer["layer_id"]
+        .as_str()
+        .context("no layer id")?
+        .to_string();
+    eprintln!(
+        "uploaded {}: job {server}/v1/jobs/{job}",
+        args.file.display()
+    );
+    if args.no_wait {
+        println!("{job}");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut progress: Option<(Progress, i64)> = None;
+    let mut stage = String::new();
+    let last = loop {
+        let job: Value = http
+            .get(format!("{server}/v1/jobs/{job}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let now_stage = job["stage"].as_str().unwrap_or("").to_string();
+        if now_stage != stage && progress.is_none() {
+            eprintln!("job {}: {now_stage}", job["id"].as_str().unwrap_or(""));
+            stage = now_stage;
+        }
+        if let (Some(total), done) = (
+            job["progress"]["total"].as_i64(),
+            job["progress"]["done"].as_i64().unwrap_or(0),
+        ) {
+            let (bar, shown) =
+                progress.get_or_insert_with(|| (Progress::new(total as u64, "rendering"), 0));
+            if done > *shown {
+                bar.add((done - *shown) as u64);
+                *shown = done;
+            }
+        }
+        if !matches!(job["state"].as_str(), Some("queued" | "running")) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if let Some((bar, _)) = &progress {
+        bar.finish();
+    }
+    match last["state"].as_str() {
+        Some("succeeded") => {
+            println!(
+                "job succeeded: {} tiles in {:.1} s\nTileJSON: {server}/v1/layers/{layer}/tilejson\nmap:      {server}/?layer={layer}",
+                last["progress"]["total"],
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Some(state) => bail!(
+            "job {state}: {}",
+            last["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        ),
+        None => bail!("the server's job status has no state: {last}"),
+    }
+}
