@@ -249,17 +249,19 @@ pub async fn tilejson(
             format!("layer {} has not finished rendering yet", l.id),
         ));
     };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+    // Behind a proxy or CDN, its own scheme and host.
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
         .unwrap_or("localhost");
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
     let [w, s, e, n] = l.bounds.unwrap_or([-180.0, -85.051129, 180.0, 85.051129]);
     Ok(Json(json!({
         "tilejson": "3.0.0",
         "name": l.name,
         "version": format!("{version}.0.0"),
         "scheme": "xyz",
-        "tiles": [format!("http://{host}/tiles/{}/{{z}}/{{x}}/{{y}}.png", l.id)],
+        "tiles": [format!("{scheme}://{host}/tiles/{}/{{z}}/{{x}}/{{y}}.png", l.id)],
         "minzoom": l.min_zoom,
         "maxzoom": l.max_zoom,
         "bounds": [w, s, e, n],

@@ -20,7 +20,7 @@ use crate::{AppState, Transport};
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub uploads: Counter,
-    pub tile_served: Counter,
+    pub tile_stored: Counter,
     pub tile_empty: Counter,
     pub tile_not_modified: Counter,
 }
@@ -120,7 +120,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     registry.register("uploads", "Uploads accepted", m.uploads.clone());
     let tiles = Family::<Vec<(String, String)>, Counter>::default();
     for (result, c) in [
-        ("stored", &m.tile_served),
+        ("stored", &m.tile_stored),
         ("transparent", &m.tile_empty),
         ("not_modified", &m.tile_not_modified),
     ] {
@@ -128,7 +128,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .get_or_create(&vec![("result".into(), result.into())])
             .inc_by(c.get());
     }
-    registry.register("tile_responses", "Tile requests answered, by result", tiles);
+    registry.register(
+        "tile_responses",
+        "Tile requests by what answered them: a stored tile, the transparent tile, or 304",
+        tiles,
+    );
     let jobs = Family::<Vec<(String, String)>, Gauge>::default();
     if let Ok(counts) = state.store.job_counts().await {
         for (job_state, n) in counts {

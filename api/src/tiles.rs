@@ -64,10 +64,13 @@ pub async fn tile(
     }
     let key = state.objects.tile_key(layer_id, tile);
     let png: Bytes = match state.objects.store.get(&key).await {
-        Ok(found) => found
-            .bytes()
-            .await
-            .map_err(|e| ApiError::internal("the tile store is not answering", e))?,
+        Ok(found) => {
+            state.metrics.tile_stored.inc();
+            found
+                .bytes()
+                .await
+                .map_err(|e| ApiError::internal("the tile store is not answering", e))?
+        }
         Err(object_store::Error::NotFound { .. }) => {
             state.metrics.tile_empty.inc();
             state.transparent.clone()
@@ -88,7 +91,6 @@ pub async fn tile(
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
     } else {
-        state.metrics.tile_served.inc();
         Response::builder()
             .status(StatusCode::OK)
             .header(CONTENT_TYPE, "image/png")

@@ -268,8 +268,8 @@ async fn bad_uploads_are_refused_or_fail_clearly_and_leave_nothing_visible() {
     farm.stop().await;
 }
 
-/// Tests that restart the broker hold this for writing; the others for reading.
-static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+/// Tests that restart a server hold this for writing; the others for reading.
+static SERVERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Metatiles a worker's log says it rendered.
 fn rendered_by(log: &str) -> usize {
@@ -280,7 +280,7 @@ fn rendered_by(log: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_a_job_and_progress_only_rises_to_the_total() {
-    let _broker = BROKER.read().await;
+    let _broker = SERVERS.read().await;
     let mut farm = Farm::new().await;
     farm.serve(&["--api-only"]);
     let a = farm.worker("worker-a", 1);
@@ -313,7 +313,7 @@ async fn two_workers_share_a_job_and_progress_only_rises_to_the_total() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
-    let _broker = BROKER.read().await;
+    let _broker = SERVERS.read().await;
     let mut farm = Farm::new().await;
     farm.serve(&["--api-only"]);
     let victim = farm.worker("victim", 2);
@@ -365,7 +365,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_a_rabbitmq_restart() {
-    let _broker = BROKER.write().await;
+    let _broker = SERVERS.write().await;
     let mut farm = Farm::new().await;
     farm.serve(&["--concurrency", "1"]);
     let (job, layer) = farm
@@ -399,7 +399,7 @@ async fn a_job_survives_a_rabbitmq_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
     use tilefarm_queue::{Broker, DEAD_QUEUE, NewLayer, PgStore, QueuePolicy, RenderTask};
-    let _broker = BROKER.read().await;
+    let _broker = SERVERS.read().await;
     let mut farm = Farm::new().await;
     farm.extra_env
         .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
@@ -480,7 +480,7 @@ async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_ends_cancelled_and_stops_counting() {
-    let _broker = BROKER.read().await;
+    let _broker = SERVERS.read().await;
     let mut farm = Farm::new().await;
     farm.serve(&["--api-only"]);
     let (job, _) = farm
@@ -515,6 +515,61 @@ async fn a_cancelled_job_ends_cancelled_and_stops_counting() {
     assert_eq!(
         (status, list["error"]["code"].as_str()),
         (400, Some("invalid"))
+    );
+    farm.stop().await;
+}
+
+/// Runs `pg_ctlcluster ACTION` on the machine's PostgreSQL cluster.
+fn pg_ctlcluster(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL's configuration (scripts/setup installs it)")
+        .next()
+        .expect("a cluster")
+        .unwrap()
+        .file_name();
+    let out = std::process::Command::new("pg_ctlcluster")
+        .arg("--skip-systemctl-redirect")
+        .arg(&version)
+        .args(["main", action])
+        .output()
+        .expect("pg_ctlcluster");
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_a_postgresql_restart() {
+    let _servers = SERVERS.write().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--api-only"]);
+    let worker = farm.worker("worker", 1);
+    let (job, layer) = farm
+        .upload_sample("wa_countries_50m.geojson", "world", "0-6")
+        .await;
+    let started = std::time::Instant::now();
+    while farm.job(&job).await["progress"]["done"].as_i64().unwrap() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pg_ctlcluster("stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg_ctlcluster("start");
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["done"], done["progress"]["total"]);
+    let log = farm.log(worker);
+    assert!(
+        log.contains("job store is unreachable") || log.contains("job store is not answering"),
+        "the worker saw the database go"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
+    assert!(
+        farm.stored_tiles(&layer) == reference,
+        "the same tiles as tilefarm render"
     );
     farm.stop().await;
 }

@@ -366,7 +366,7 @@ impl PgStore {
 
 /// Checks a new layer's name and zoom range.
 pub(crate) fn check_new_layer(layer: &NewLayer) -> StoreResult<()> {
-    if layer.name.trim().is_empty() || layer.name.len() > 200 {
+    if layer.name.trim().is_empty() || layer.name.chars().count() > 200 {
         return Err(StoreError::Invalid(
             "a layer name must have 1 to 200 characters".into(),
         ));

@@ -54,6 +54,10 @@ pub enum TaskError {
     /// It never will (a bug, a task that makes no sense): fail the job.
     #[error("{0}")]
     Permanent(String),
+    /// The job store cannot be reached: hold the task until it can, without
+    /// spending an attempt (an outage is nobody's task's fault).
+    #[error("{0}")]
+    StoreDown(String),
 }
 
 fn transient(e: impl std::fmt::Display) -> TaskError {
@@ -63,10 +67,27 @@ fn transient(e: impl std::fmt::Display) -> TaskError {
 impl From<StoreError> for TaskError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_),
+            ) => TaskError::StoreDown(e.to_string()),
+            StoreError::Database(ref db) if is_connection_lost(db) => {
+                TaskError::StoreDown(e.to_string())
+            }
             StoreError::Database(_) => TaskError::Transient(e.to_string()),
             other => TaskError::Permanent(other.to_string()),
         }
     }
+}
+
+/// PostgreSQL's "the server is shutting down or gone" errors (class 57P, 08).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
 }
 
 /// The worker's side of the farm: the job store, the object store, the render

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tilefarm_queue::{
     Broker, BrokerError, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE, JobStore, LocalQueue, Outcome,
-    QueuePolicy, RENDER_QUEUE,
+    QueuePolicy, RENDER_QUEUE, TaskMessage,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -116,6 +116,28 @@ async fn consume(
     result
 }
 
+/// Runs a task; while the job store is unreachable, waits until it answers
+/// again and runs the task anew, keeping its message in hand.
+async fn run_holding_through_outages(farm: &Farm, msg: &TaskMessage) -> Result<(), TaskError> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match farm.run_task(msg).await {
+            Err(TaskError::StoreDown(why)) => {
+                tracing::warn!(
+                    job_id = %msg.job,
+                    task_id = %msg.task,
+                    "the job store is unreachable ({why}); holding the task until it answers"
+                );
+                while farm.store.ping().await.is_err() {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs one delivered task and settles its message by the outcome.
 async fn settle(farm: &Farm, incoming: Delivery) {
     let outcome = match incoming.message() {
@@ -125,7 +147,7 @@ async fn settle(farm: &Farm, incoming: Delivery) {
         }
         Ok(msg) => {
             let (job_id, task_id) = (msg.job, msg.task);
-            match farm.run_task(msg).await {
+            match run_holding_through_outages(farm, msg).await {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
                     let attempt = incoming.attempt() + 1;
@@ -138,7 +160,7 @@ async fn settle(farm: &Farm, incoming: Delivery) {
                 Err(e) => {
                     let attempts = incoming.attempt() + 1;
                     let message = match &e {
-                        TaskError::Transient(why) => {
+                        TaskError::Transient(why) | TaskError::StoreDown(why) => {
                             format!("a task failed {attempts} times; the last error: {why}")
                         }
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
