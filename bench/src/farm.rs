@@ -2,7 +2,8 @@
 //! answers while a render runs.
 //!
 //! In one run, on the same data, zooms and S3 server:
-//! 1. bare: `tilefarm render DATA --skip-empty --out s3://bench/bare`;
+//! 1. bare: `tilefarm render DATA --skip-empty` into a local folder (the render
+//!    core alone) and into `s3://bench/bare`;
 //! 2. farm: `tilefarm serve` (API, relay and workers in one process, on
 //!    RabbitMQ, PostgreSQL and S3), the same data uploaded over HTTP, timed from
 //!    the upload to the job's `succeeded`;
@@ -89,7 +90,23 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
         s3.endpoint()
     );
 
-    // 1. Bare render into the same S3 server.
+    // 1. Bare renders: into a local folder (the render core alone), and into the
+    // same S3 server as the farm.
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let out = Command::new(&tilefarm)
+        .arg("render")
+        .arg(&data)
+        .args(["--zooms", &args.zooms, "--skip-empty", "--metatile", "8"])
+        .args(["--threads", &args.threads.to_string(), "--out"])
+        .arg(dir.path().join("tiles"))
+        .stderr(Stdio::null())
+        .output()?;
+    let bare_dir = started.elapsed();
+    if !out.status.success() {
+        bail!("tilefarm render failed");
+    }
+    eprintln!("bare render to a folder: {:.2} s", bare_dir.as_secs_f64());
     let started = Instant::now();
     let out = Command::new(&tilefarm)
         .arg("render")
@@ -104,7 +121,7 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     if !out.status.success() {
         bail!("tilefarm render failed");
     }
-    eprintln!("bare render: {:.2} s", bare.as_secs_f64());
+    eprintln!("bare render to S3: {:.2} s", bare.as_secs_f64());
 
     // 2. The farm, end to end.
     let port = free_port();
@@ -157,8 +174,9 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     );
     println!();
     println!(
-        "farm / bare: {:.2}x (goal: at most 1.2x)",
-        farm.as_secs_f64() / bare.as_secs_f64()
+        "farm / bare to S3: {:.2}x (goal: at most 1.2x); farm / bare to a folder: {:.2}x",
+        farm.as_secs_f64() / bare.as_secs_f64(),
+        farm.as_secs_f64() / bare_dir.as_secs_f64()
     );
     if ms.is_empty() {
         bail!("no status requests were answered");

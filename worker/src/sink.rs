@@ -156,13 +156,21 @@ impl TileSink for DirSink {
     }
 }
 
-/// Writes tiles to an [`ObjectStore`] under `prefix/z/x/y.png`.
+/// Uploads one sink keeps in flight at once.
+const UPLOADS_IN_FLIGHT: usize = 32;
+
+type Upload = tokio::task::JoinHandle<SinkResult<()>>;
+
+/// Writes tiles to an [`ObjectStore`] under `prefix/z/x/y.png`, many uploads at
+/// a time; [`TileSink::finish`] waits for them all and reports the first failure.
 #[derive(Debug)]
 pub struct ObjectStoreSink {
     store: Arc<dyn ObjectStore>,
     prefix: StorePath,
     runtime: tokio::runtime::Handle,
     attributes: Attributes,
+    slots: Arc<tokio::sync::Semaphore>,
+    uploads: Mutex<Vec<Upload>>,
 }
 
 impl ObjectStoreSink {
@@ -178,6 +186,8 @@ impl ObjectStoreSink {
             prefix,
             runtime,
             attributes: Attributes::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
+            uploads: Mutex::default(),
         }
     }
 
@@ -209,12 +219,54 @@ impl TileSink for ObjectStoreSink {
             ..PutOptions::default()
         };
         let payload = PutPayload::from(bytes::Bytes::copy_from_slice(png));
-        self.runtime
-            .block_on(self.store.put_opts(&key, payload, opts))
-            .map(|_| ())
-            .map_err(|source| SinkError::Store {
+        let slot = self
+            .runtime
+            .block_on(self.slots.clone().acquire_owned())
+            .expect("never closed");
+        let store = self.store.clone();
+        let upload = self.runtime.spawn(async move {
+            let result = store.put_opts(&key, payload, opts).await;
+            drop(slot);
+            result.map(|_| ()).map_err(|source| SinkError::Store {
                 key: key.to_string(),
                 source,
             })
+        });
+        let finished = {
+            let mut uploads = self.uploads.lock().expect("lock");
+            uploads.push(upload);
+            // Collect the uploads done so far, so failures surface early and
+            // the list stays short.
+            if uploads.len() < 4 * UPLOADS_IN_FLIGHT {
+                Vec::new()
+            } else {
+                let (done, running) = uploads.drain(..).partition(|u| u.is_finished());
+                *uploads = running;
+                done
+            }
+        };
+        self.wait(finished)
+    }
+
+    fn finish(&self) -> SinkResult<()> {
+        let all = std::mem::take(&mut *self.uploads.lock().expect("lock"));
+        self.wait(all)
+    }
+}
+
+impl ObjectStoreSink {
+    /// Waits for `uploads` and returns the first failure among them.
+    fn wait(&self, uploads: Vec<Upload>) -> SinkResult<()> {
+        let mut first = Ok(());
+        for upload in uploads {
+            let result = self
+                .runtime
+                .block_on(upload)
+                .expect("an upload task panicked");
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
     }
 }
