@@ -321,26 +321,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
         .upload_sample("wa_countries_50m.geojson", "world", "0-6")
         .await;
     // Kill the only worker once it is part way through.
-    let started = std::time::Instant::now();
-    loop {
-        let j = farm.job(&job).await;
-        let (done, total) = (
-            j["progress"]["done"].as_i64().unwrap(),
-            j["progress"]["total"].as_i64(),
-        );
-        if done > 0 {
-            assert!(
-                Some(done) < total,
-                "the job finished before the kill; make it bigger"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no progress: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    farm.wait_for_progress(&job).await;
     farm.procs[victim].child.kill().unwrap(); // SIGKILL
     farm.procs[victim].child.wait().unwrap();
     let at_kill = farm.job(&job).await;
@@ -371,11 +352,7 @@ async fn a_job_survives_a_rabbitmq_restart() {
     let (job, layer) = farm
         .upload_sample("wa_countries_50m.geojson", "world", "0-6")
         .await;
-    let started = std::time::Instant::now();
-    while farm.job(&job).await["progress"]["done"].as_i64().unwrap() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    farm.wait_for_progress(&job).await;
     tilefarm_testkit::rabbitmqctl(&["stop_app"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     tilefarm_testkit::rabbitmqctl(&["start_app"]);
@@ -549,22 +526,71 @@ async fn a_job_survives_a_postgresql_restart() {
     let (job, layer) = farm
         .upload_sample("wa_countries_50m.geojson", "world", "0-6")
         .await;
-    let started = std::time::Instant::now();
-    while farm.job(&job).await["progress"]["done"].as_i64().unwrap() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    farm.wait_for_progress(&job).await;
+    // Longer than the workers' 5 s wait for a connection: they must hold their
+    // tasks through it.
     pg_ctlcluster("stop");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     pg_ctlcluster("start");
     let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"]["done"], done["progress"]["total"]);
     let log = farm.log(worker);
     assert!(
-        log.contains("job store is unreachable") || log.contains("job store is not answering"),
-        "the worker saw the database go"
+        log.contains("job store is unreachable") && log.contains("holding the task"),
+        "the worker saw the database go: {}",
+        log.lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
+    assert!(
+        farm.stored_tiles(&layer) == reference,
+        "the same tiles as tilefarm render"
+    );
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_worker_after_the_tasks_in_hand() {
+    let _servers = SERVERS.read().await;
+    let mut farm = Farm::new().await;
+    farm.serve(&["--api-only"]);
+    let first = farm.worker("first", 2);
+    let (job, layer) = farm
+        .upload_sample("wa_countries_50m.geojson", "world", "0-6")
+        .await;
+    farm.wait_for_progress(&job).await;
+    let pid = farm.procs[first].child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let stopping = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = farm.procs[first].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(30),
+            "the worker did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit {status}");
+    let log = farm.log(first);
+    assert!(log.contains("finishing the tasks in hand"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    let at_stop = farm.job(&job).await;
+    if at_stop["state"] == "running" {
+        farm.worker("second", 2);
+    }
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["done"], done["progress"]["total"]);
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
     assert!(

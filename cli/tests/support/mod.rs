@@ -183,6 +183,27 @@ impl Farm {
         }
     }
 
+    /// Waits until a job has made some progress, and checks it is not done.
+    pub async fn wait_for_progress(&self, id: &str) {
+        let started = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            let done = job["progress"]["done"].as_i64().unwrap();
+            if done > 0 {
+                assert!(
+                    Some(done) < job["progress"]["total"].as_i64(),
+                    "job {id} finished before the test could act; give it more work"
+                );
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no progress: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The tiles of a layer in the bucket (`z/x/y.png` -> bytes).
     pub fn stored_tiles(&self, layer: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
         let root = self
