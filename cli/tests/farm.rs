@@ -116,6 +116,36 @@ async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
     assert_eq!(status, 200);
     assert_eq!(l["feature_count"], 177);
     assert_eq!(l["published_version"], 1);
+
+    // What ops look at.
+    let (status, health) = farm.get_json("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = farm.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["broker"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["object_store"], "ok", "{ready}");
+    let metrics = farm
+        .http
+        .get(format!("{}/metrics", farm.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "tilefarm_jobs{state=\"succeeded\"} 1",
+        "tilefarm_uploads_total 1",
+        "tilefarm_queue_ready_messages{queue=\"tilefarm.render\"} 0",
+        "tilefarm_queue_ready_messages{queue=\"tilefarm.dead\"} 0",
+        "tilefarm_tile_responses_total{result=\"not_modified\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
+    let (status, api) = farm.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(api["paths"]["/v1/jobs/{id}"].is_object());
     farm.stop().await;
 }
 
