@@ -35,7 +35,7 @@ pub struct FarmArgs {
     #[arg(long, env = "TILEFARM_CACHE_CONTROL", default_value = tilefarm_worker::DEFAULT_CACHE_CONTROL)]
     pub cache_control: String,
     /// Deliveries of one task message before the broker dead-letters it.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "TILEFARM_DELIVERY_LIMIT", default_value_t = 5)]
     pub delivery_limit: i64,
     /// Folder of the embedded mode (used when --amqp, --database and --store
     /// are all absent): its SQLite job store and its tiles.

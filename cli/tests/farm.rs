@@ -141,7 +141,10 @@ async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
         "tilefarm_queue_ready_messages{queue=\"tilefarm.dead\"} 0",
         "tilefarm_tile_responses_total{result=\"not_modified\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
     }
     let (status, api) = farm.get_json("/openapi.json").await;
     assert_eq!(status, 200);
@@ -626,6 +629,78 @@ async fn sigterm_stops_a_worker_after_the_tasks_in_hand() {
     assert!(
         farm.stored_tiles(&layer) == reference,
         "the same tiles as tilefarm render"
+    );
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_never_finishes_fails_its_job_when_the_broker_gives_up_on_it() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions};
+    use tilefarm_queue::{Broker, DEAD_QUEUE, INGEST_QUEUE, QueuePolicy};
+    let _servers = SERVERS.read().await;
+    let mut farm = Farm::new().await;
+    farm.extra_env
+        .push(("TILEFARM_DELIVERY_LIMIT".into(), "2".into()));
+    // The API and the relay only: no worker takes the task.
+    farm.serve(&["--api-only"]);
+    let (job, _) = farm
+        .upload_sample("ne_110m_countries.geojson", "world", "0-2")
+        .await;
+    // Stand in for workers that die holding the task: take it and give it back
+    // until the broker dead-letters it.
+    let policy = QueuePolicy {
+        delivery_limit: 2,
+        ..Default::default()
+    };
+    let broker = Broker::connect(&farm.vhost.url, policy).await.unwrap();
+    let channel = broker.connection().create_channel().await.unwrap();
+    let mut deliveries = 0;
+    let started = std::time::Instant::now();
+    while broker.depth(DEAD_QUEUE).await.unwrap() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never dead-lettered"
+        );
+        if let Some(m) = channel
+            .basic_get(INGEST_QUEUE.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            deliveries += 1;
+            m.delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(deliveries >= 2, "{deliveries} deliveries");
+    assert_eq!(
+        farm.job(&job).await["state"],
+        "queued",
+        "nothing failed it yet"
+    );
+    // A worker learns of the dead letter and fails the job with the reason.
+    let worker = farm.worker("worker", 1);
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "task_failed");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("as often as the broker allows"),
+        "{message}"
+    );
+    assert!(
+        farm.log(worker).contains(&job),
+        "the failure is logged with the job id"
+    );
+    assert_eq!(
+        broker.depth(DEAD_QUEUE).await.unwrap(),
+        1,
+        "ops still find it"
     );
     farm.stop().await;
 }

@@ -24,6 +24,9 @@ use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, RENDER_QUEUE};
 
 /// Where messages past their delivery limit (or rejected) end up.
 pub const DEAD_QUEUE: &str = "tilefarm.dead";
+/// A copy of every dead letter, for workers to fail the task's job (a task that
+/// crashes its worker every time never reports a failure itself).
+pub const DEAD_JOBS_QUEUE: &str = "tilefarm.dead.jobs";
 /// The exchange that routes dead letters to [`DEAD_QUEUE`].
 pub const DEAD_LETTER_EXCHANGE: &str = "tilefarm.dlx";
 /// The work queues, each a quorum queue with the same dead-letter policy.
@@ -126,19 +129,23 @@ impl Broker {
             FieldTable::default(),
         )
         .await?;
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(short("x-queue-type"), long("quorum"));
-        ch.queue_declare(short(DEAD_QUEUE), QueueDeclareOptions::durable(), dead_args)
-            .await?;
+        for dead in [DEAD_QUEUE, DEAD_JOBS_QUEUE] {
+            let mut dead_args = FieldTable::default();
+            dead_args.insert(short("x-queue-type"), long("quorum"));
+            ch.queue_declare(short(dead), QueueDeclareOptions::durable(), dead_args)
+                .await?;
+        }
         for queue in WORK_QUEUES {
-            ch.queue_bind(
-                short(DEAD_QUEUE),
-                short(DEAD_LETTER_EXCHANGE),
-                short(queue),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+            for dead in [DEAD_QUEUE, DEAD_JOBS_QUEUE] {
+                ch.queue_bind(
+                    short(dead),
+                    short(DEAD_LETTER_EXCHANGE),
+                    short(queue),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            }
             let mut args = FieldTable::default();
             args.insert(short("x-queue-type"), long("quorum"));
             args.insert(
@@ -368,6 +375,22 @@ impl Incoming {
     /// Whether the broker delivered this message before (to this or another worker).
     pub fn redelivered(&self) -> bool {
         self.delivery.redelivered
+    }
+
+    /// Why a dead letter died (`x-first-death-reason`: `rejected`,
+    /// `delivery_limit`, ...), for messages from the dead-letter queues.
+    pub fn death_reason(&self) -> Option<String> {
+        self.delivery
+            .properties
+            .headers()
+            .as_ref()?
+            .inner()
+            .get("x-first-death-reason")
+            .and_then(|v| match v {
+                AMQPValue::LongString(s) => Some(s.to_string()),
+                AMQPValue::ShortString(s) => Some(s.to_string()),
+                _ => None,
+            })
     }
 
     /// Failed attempts at this task before this delivery.

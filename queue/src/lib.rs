@@ -18,8 +18,9 @@ mod status;
 mod store;
 
 pub use amqp::{
-    ATTEMPT_HEADER, Broker, BrokerError, BrokerResult, DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming,
-    Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES, retry_queue,
+    ATTEMPT_HEADER, Broker, BrokerError, BrokerResult, DEAD_JOBS_QUEUE, DEAD_LETTER_EXCHANGE,
+    DEAD_QUEUE, Incoming, Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES,
+    retry_queue,
 };
 pub use delivery::Delivery;
 pub use error::{StoreError, StoreResult};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tilefarm_queue::{
-    Broker, BrokerError, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE, JobStore, LocalQueue, Outcome,
-    QueuePolicy, RENDER_QUEUE, TaskMessage,
+    Broker, BrokerError, DEAD_JOBS_QUEUE, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE, Incoming,
+    JobStore, LocalQueue, Outcome, QueuePolicy, RENDER_QUEUE, TaskMessage,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -78,6 +78,7 @@ async fn consume(
     let mut interactive = broker.consume(INTERACTIVE_QUEUE, prefetch).await?;
     let mut ingest = broker.consume(INGEST_QUEUE, prefetch).await?;
     let mut render = broker.consume(RENDER_QUEUE, prefetch).await?;
+    let mut dead = broker.consume(DEAD_JOBS_QUEUE, 1).await?;
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let result = loop {
@@ -89,6 +90,14 @@ async fn consume(
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ok(()),
+            letter = dead.next() => {
+                match letter {
+                    Some(Ok(letter)) => fail_dead_letter(farm, letter).await,
+                    Some(Err(e)) => break Err(e),
+                    None => break Err(BrokerError::ConsumerClosed),
+                }
+                continue;
+            }
             // In QUEUES_BY_PRIORITY order.
             m = interactive.next() => m,
             m = ingest.next() => m,
@@ -114,6 +123,41 @@ async fn consume(
     }
     while running.join_next().await.is_some() {}
     result
+}
+
+/// Fails the job of a dead-lettered task, if it has not ended already: a task
+/// past the broker's delivery limit (it crashed or lost its worker every time)
+/// reports nothing itself.
+async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
+    let outcome = match &letter.message {
+        Ok(msg) => {
+            let reason = match letter.death_reason().as_deref() {
+                Some("delivery_limit") => {
+                    "a task was delivered to workers as often as the broker allows without \
+                     finishing (each one crashed or lost its connection)"
+                        .to_string()
+                }
+                Some(other) => format!("a task was dead-lettered ({other})"),
+                None => "a task was dead-lettered".to_string(),
+            };
+            match farm.store.fail_job(msg.job, "task_failed", &reason).await {
+                Ok(true) => {
+                    tracing::error!(job_id = %msg.job, task_id = %msg.task, "job failed: {reason}");
+                    Outcome::Done
+                }
+                Ok(false) => Outcome::Done,
+                Err(e) => {
+                    tracing::warn!(job_id = %msg.job, "could not fail the job of a dead letter: {e}");
+                    Outcome::Retry(e.to_string())
+                }
+            }
+        }
+        // Not a task: nothing to fail; ops find it in the dead-letter queue.
+        Err(_) => Outcome::Done,
+    };
+    if let Err(e) = letter.settle(&outcome).await {
+        tracing::warn!("could not settle a dead letter ({e})");
+    }
 }
 
 /// Runs a task; while the job store is unreachable, waits until it answers
