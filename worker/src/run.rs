@@ -108,9 +108,9 @@ async fn consume(
             Some(Err(e)) => break Err(e),
             None => break Err(BrokerError::ConsumerClosed),
         };
-        let farm = farm.clone();
+        let (farm, stop) = (farm.clone(), stop.clone());
         running.spawn(async move {
-            settle(&farm, Delivery::Amqp(Box::new(incoming))).await;
+            settle(&farm, Delivery::Amqp(Box::new(incoming)), &stop).await;
             drop(slot);
         });
         while running.try_join_next().is_some() {}
@@ -162,7 +162,12 @@ async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
 
 /// Runs a task; while the job store is unreachable, waits until it answers
 /// again and runs the task anew, keeping its message in hand.
-async fn run_holding_through_outages(farm: &Farm, msg: &TaskMessage) -> Result<(), TaskError> {
+/// On a stop it gives the task back for a retry instead.
+async fn run_holding_through_outages(
+    farm: &Farm,
+    msg: &TaskMessage,
+    stop: &CancellationToken,
+) -> Result<(), TaskError> {
     let mut pause = Duration::from_millis(250);
     loop {
         match farm.run_task(msg).await {
@@ -173,7 +178,15 @@ async fn run_holding_through_outages(farm: &Farm, msg: &TaskMessage) -> Result<(
                     "the job store is unreachable ({why}); holding the task until it answers"
                 );
                 while farm.store.ping().await.is_err() {
-                    tokio::time::sleep(pause).await;
+                    if stop.is_cancelled() {
+                        return Err(TaskError::Transient(format!(
+                            "stopped while the job store was unreachable ({why})"
+                        )));
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                     pause = (pause * 2).min(MAX_BACKOFF);
                 }
             }
@@ -183,7 +196,7 @@ async fn run_holding_through_outages(farm: &Farm, msg: &TaskMessage) -> Result<(
 }
 
 /// Runs one delivered task and settles its message by the outcome.
-async fn settle(farm: &Farm, incoming: Delivery) {
+async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
     let outcome = match incoming.message() {
         Err(why) => {
             tracing::error!("dead-lettered a message that is not a task: {why}");
@@ -191,7 +204,7 @@ async fn settle(farm: &Farm, incoming: Delivery) {
         }
         Ok(msg) => {
             let (job_id, task_id) = (msg.job, msg.task);
-            match run_holding_through_outages(farm, msg).await {
+            match run_holding_through_outages(farm, msg, stop).await {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
                     let attempt = incoming.attempt() + 1;
@@ -274,9 +287,9 @@ pub async fn run_local_worker(
             _ = stop.cancelled() => break,
             m = queue.next(&QUEUES_BY_PRIORITY) => m,
         };
-        let farm = farm.clone();
+        let (farm, stop) = (farm.clone(), stop.clone());
         running.spawn(async move {
-            settle(&farm, Delivery::Local(incoming)).await;
+            settle(&farm, Delivery::Local(incoming), &stop).await;
             drop(slot);
         });
         while running.try_join_next().is_some() {}
