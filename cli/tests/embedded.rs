@@ -167,3 +167,45 @@ async fn an_embedded_server_killed_mid_job_finishes_it_after_a_restart() {
         "the same tiles as tilefarm render"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tilefarm_upload_follows_a_job_to_its_end_and_says_why_one_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
+    let upload = |file: std::path::PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .arg("upload")
+            .arg(file)
+            .args(["--server", &server.url(""), "--zooms", "0-2"])
+            .output()
+            .unwrap()
+    };
+    let ok = upload(sample("ne_cities.geojson"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr),
+    );
+    assert!(ok.status.success(), "{stderr}");
+    assert!(stdout.contains("job succeeded"), "{stdout}");
+    assert!(stdout.contains("/tilejson"), "{stdout}");
+    let bad_file = dir.path().join("bad.geojson");
+    std::fs::write(
+        &bad_file,
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[10,95]}}]}"#,
+    )
+    .unwrap();
+    let bad = upload(bad_file);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("job failed") && stderr.contains("latitude 95"),
+        "{stderr}"
+    );
+    let refused = upload(dir.path().join("serve.log"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("refused") && stderr.contains("not GeoJSON"),
+        "{stderr}"
+    );
+}
