@@ -163,6 +163,11 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     println!("|---|---|---|");
     let rate = |d: Duration| tiles as f64 / d.as_secs_f64();
     println!(
+        "| tilefarm render (bare, to a folder) | {:.2} | {:.0} |",
+        bare_dir.as_secs_f64(),
+        rate(bare_dir)
+    );
+    println!(
         "| tilefarm render (bare, to S3) | {:.2} | {:.0} |",
         bare.as_secs_f64(),
         rate(bare)

@@ -111,7 +111,6 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let runtime;
     let sink: Box<dyn TileSink> = if args.out.contains("://") {
         runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
             .enable_all()
             .build()
             .context("cannot start the I/O runtime")?;
