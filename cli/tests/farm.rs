@@ -335,12 +335,7 @@ async fn two_workers_share_a_job_and_progress_only_rises_to_the_total() {
         by_a > 0 && by_b > 0,
         "both workers rendered: {by_a} and {by_b}"
     );
-    let out = tempfile::tempdir().unwrap();
-    let reference = reference_render("ne_110m_countries.geojson", "0-6", out.path());
-    assert!(
-        farm.stored_tiles(&layer) == reference,
-        "the same tiles as tilefarm render"
-    );
+    farm.assert_tiles_match_render(&layer, "ne_110m_countries.geojson", "0-6");
     farm.stop().await;
 }
 
@@ -369,11 +364,7 @@ async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
         "counted once each"
     );
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-    let out = tempfile::tempdir().unwrap();
-    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
-    let stored = farm.stored_tiles(&layer);
-    assert_eq!(stored.len(), reference.len(), "every tile is there");
-    assert!(stored == reference, "the same tiles as tilefarm render");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
     farm.stop().await;
 }
 
@@ -397,12 +388,7 @@ async fn a_job_survives_a_rabbitmq_restart() {
         farm.log(0).contains("reconnecting"),
         "the worker saw the broker go"
     );
-    let out = tempfile::tempdir().unwrap();
-    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
-    assert!(
-        farm.stored_tiles(&layer) == reference,
-        "the same tiles as tilefarm render"
-    );
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
     farm.stop().await;
 }
 
@@ -577,12 +563,7 @@ async fn a_job_survives_a_postgresql_restart() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let out = tempfile::tempdir().unwrap();
-    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
-    assert!(
-        farm.stored_tiles(&layer) == reference,
-        "the same tiles as tilefarm render"
-    );
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
     farm.stop().await;
 }
 
@@ -624,12 +605,7 @@ async fn sigterm_stops_a_worker_after_the_tasks_in_hand() {
     let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"]["done"], done["progress"]["total"]);
-    let out = tempfile::tempdir().unwrap();
-    let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
-    assert!(
-        farm.stored_tiles(&layer) == reference,
-        "the same tiles as tilefarm render"
-    );
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
     farm.stop().await;
 }
 

@@ -218,6 +218,16 @@ impl Farm {
             .collect()
     }
 
+    /// Checks that a layer's stored tiles are exactly those `tilefarm render`
+    /// makes of the same sample.
+    pub fn assert_tiles_match_render(&self, layer: &str, file: &str, zooms: &str) {
+        let out = tempfile::tempdir().unwrap();
+        let reference = reference_render(file, zooms, out.path());
+        let stored = self.stored_tiles(layer);
+        assert_eq!(stored.len(), reference.len(), "every tile is there");
+        assert!(stored == reference, "the same tiles as tilefarm render");
+    }
+
     /// Stops every process and drops the database.
     pub async fn stop(mut self) {
         for p in &mut self.procs {
