@@ -6,7 +6,10 @@ use uuid::Uuid;
 use crate::error::StoreResult;
 use crate::sqlite::SqliteStore;
 use crate::status::{JobStatus, LayerInfo, TaskContext};
-use crate::store::{Completion, NewLayer, OutboxMessage, PgStore, RenderTask, Upload};
+use crate::store::{
+    Change, ChangeBase, ChangeKind, Completion, NewLayer, OutboxMessage, PgStore, RenderTask,
+    Upload,
+};
 
 /// A job store: the farm's PostgreSQL or the embedded SQLite.
 #[derive(Clone, Debug)]
@@ -79,6 +82,13 @@ forward! {
     fn fail_job(&self, job_id: Uuid, code: &str, message: &str) -> StoreResult<bool>;
     /// Cancels a job.
     fn cancel_job(&self, job_id: Uuid) -> StoreResult<bool>;
+    /// Records a change to a layer: its next version, a job and its first task,
+    /// which waits until the layer's earlier jobs have ended.
+    fn create_change(&self, layer_id: Uuid, kind: ChangeKind, source_key: &str) -> StoreResult<Change>;
+    /// What a change to a layer builds on.
+    fn change_base(&self, layer_id: Uuid) -> StoreResult<ChangeBase>;
+    /// The render tasks of a job.
+    fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>>;
 }
 
 impl JobStore {

@@ -29,6 +29,6 @@ pub use local::{LocalIncoming, LocalQueue};
 pub use sqlite::{SQLITE_MIGRATOR, SqliteStore};
 pub use status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 pub use store::{
-    Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, MIGRATOR, NewLayer, OutboxMessage, PgStore,
-    RENDER_QUEUE, RenderTask, Upload,
+    Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, MIGRATOR,
+    NewLayer, OutboxMessage, PgStore, RENDER_QUEUE, RenderTask, Upload,
 };

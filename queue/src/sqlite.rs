@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 use crate::store::{
-    Completion, INGEST_QUEUE, NewLayer, OutboxMessage, RENDER_QUEUE, RenderTask, Upload,
-    check_new_layer,
+    Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, NewLayer,
+    OutboxMessage, RenderTask, Upload, check_new_layer, queue_for,
 };
 
 /// The embedded schema, applied by [`SqliteStore::open`].
@@ -174,7 +174,7 @@ impl SqliteStore {
     pub async fn task_context(&self, task_id: Uuid) -> StoreResult<Option<TaskContext>> {
         let row = sqlx::query(
             "SELECT t.id, t.kind, t.state AS task_state, t.attempts, t.z, t.x, t.y, t.n,
-                    j.id AS job_id, j.state AS job_state, j.layer_id, j.version,
+                    t.dirty, t.replaces, j.id AS job_id, j.kind AS job_kind, j.state AS job_state, j.layer_id, j.version,
                     l.min_zoom, l.max_zoom, l.style, v.source_key, v.prepared_key
              FROM tasks t
              JOIN jobs j ON j.id = t.job_id
@@ -196,7 +196,10 @@ impl SqliteStore {
             x: opt("x")?.map(|v| v as u32),
             y: opt("y")?.map(|v| v as u32),
             n: opt("n")?.map(|v| v as u32),
+            dirty: r.try_get("dirty")?,
+            replaces: r.try_get("replaces")?,
             job_id: r.try_get("job_id")?,
+            job_kind: r.try_get("job_kind")?,
             job_state: r.try_get("job_state")?,
             layer_id: r.try_get("layer_id")?,
             version: r.try_get::<i64, _>("version")? as i32,
@@ -273,6 +276,11 @@ impl SqliteStore {
                 "job {job_id} is {state}; it cannot be planned"
             )));
         }
+        let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = ?1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let queue = queue_for(&kind, "render");
         let total: i64 = tasks.iter().map(|t| i64::from(t.tiles)).sum();
         sqlx::query(
             "UPDATE jobs SET state = 'running', stage = 'render', tiles_total = ?2,
@@ -295,8 +303,8 @@ impl SqliteStore {
         for task in tasks {
             let id = Uuid::new_v4();
             sqlx::query(
-                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, created_at)
-                 VALUES (?1, ?2, 'render', ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, created_at, dirty, replaces)
+                 VALUES (?1, ?2, 'render', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .bind(id)
             .bind(job_id)
@@ -306,9 +314,11 @@ impl SqliteStore {
             .bind(i64::from(task.n))
             .bind(i64::from(task.tiles))
             .bind(t)
+            .bind(task.dirty.as_deref())
+            .bind(task.replaces)
             .execute(&mut *tx)
             .await?;
-            enqueue(&mut tx, RENDER_QUEUE, id, job_id).await?;
+            enqueue(&mut tx, queue, id, job_id).await?;
             ids.push(id);
         }
         if tasks.is_empty() {
@@ -351,7 +361,26 @@ impl SqliteStore {
         .bind(job_id)
         .fetch_one(&mut *tx)
         .await?;
-        let finished = pending == 0 && state == "running";
+        let mut finished = pending == 0 && state == "running";
+        if finished && needs_invalidation(&mut tx, job_id).await? {
+            // The tiles are written: the job's last step reports which changed.
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO tasks (id, job_id, kind, created_at) VALUES (?1, ?2, 'invalidate', ?3)",
+            )
+            .bind(id)
+            .bind(job_id)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE jobs SET stage = 'invalidate', updated_at = ?2 WHERE id = ?1")
+                .bind(job_id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+            enqueue(&mut tx, INTERACTIVE_QUEUE, id, job_id).await?;
+            finished = false;
+        }
         if finished {
             finish_job(&mut tx, job_id).await?;
         }
@@ -396,8 +425,122 @@ impl SqliteStore {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        start_next(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    pub async fn create_change(
+        &self,
+        layer_id: Uuid,
+        kind: ChangeKind,
+        source_key: &str,
+    ) -> StoreResult<Change> {
+        let t = now();
+        let mut tx = self.pool.begin().await?;
+        let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = ?1")
+            .bind(layer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("layer {layer_id}")));
+        }
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO layer_versions (layer_id, version, source_key, created_at)
+             SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3 FROM layer_versions WHERE layer_id = ?1
+             RETURNING version",
+        )
+        .bind(layer_id)
+        .bind(source_key)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await?;
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = ?1 AND state IN ('queued', 'running'))",
+        )
+        .bind(layer_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (job_id, task_id) = (Uuid::new_v4(), Uuid::new_v4());
+        sqlx::query(
+            "INSERT INTO jobs (id, layer_id, version, kind, stage, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )
+        .bind(job_id)
+        .bind(layer_id)
+        .bind(version)
+        .bind(kind.job_kind())
+        .bind(if waiting { "waiting" } else { "queued" })
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO tasks (id, job_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .bind(task_id)
+            .bind(job_id)
+            .bind(kind.task_kind())
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        if !waiting {
+            let queue = queue_for(kind.job_kind(), kind.task_kind());
+            enqueue(&mut tx, queue, task_id, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Change {
+            job_id,
+            version: version as i32,
+            task_id,
+            waiting,
+        })
+    }
+
+    pub async fn change_base(&self, layer_id: Uuid) -> StoreResult<ChangeBase> {
+        let published = sqlx::query(
+            "SELECT v.version, v.prepared_key FROM layers l
+             JOIN layer_versions v ON v.layer_id = l.id AND v.version = l.published_version
+             WHERE l.id = ?1 AND v.prepared_key IS NOT NULL",
+        )
+        .bind(layer_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok::<_, sqlx::Error>((
+                r.try_get::<i64, _>("version")? as i32,
+                r.try_get("prepared_key")?,
+            ))
+        })
+        .transpose()?;
+        let rows = sqlx::query(
+            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces FROM tasks t
+             JOIN jobs j ON j.id = t.job_id
+             JOIN layers l ON l.id = j.layer_id
+             WHERE j.layer_id = ?1 AND j.state IN ('failed', 'cancelled') AND t.kind = 'render'
+               AND j.version > coalesce(l.published_version, 0)",
+        )
+        .bind(layer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ChangeBase {
+            published,
+            unfinished: rows
+                .iter()
+                .map(render_task_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub async fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>> {
+        let rows = sqlx::query(
+            "SELECT z, x, y, n, tiles, dirty, replaces FROM tasks
+             WHERE job_id = ?1 AND kind = 'render' ORDER BY z, y, x",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(render_task_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn relay_outbox<F, Fut>(&self, limit: i64, publish: F) -> StoreResult<usize>
@@ -494,6 +637,65 @@ async fn enqueue(
     Ok(())
 }
 
+fn render_task_from_row(r: &SqliteRow) -> Result<RenderTask, sqlx::Error> {
+    Ok(RenderTask {
+        z: r.try_get::<i64, _>("z")? as u8,
+        x: r.try_get::<i64, _>("x")? as u32,
+        y: r.try_get::<i64, _>("y")? as u32,
+        n: r.try_get::<i64, _>("n")? as u32,
+        tiles: r.try_get::<i64, _>("tiles")? as u32,
+        dirty: r.try_get("dirty")?,
+        replaces: r.try_get("replaces")?,
+    })
+}
+
+async fn needs_invalidation(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND kind = 'render' AND replaces)
+            AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1 AND kind = 'invalidate')",
+    )
+    .bind(job_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+async fn start_next(tx: &mut Transaction<'_, Sqlite>, ended_job: Uuid) -> StoreResult<()> {
+    let layer_id: Uuid = sqlx::query_scalar("SELECT layer_id FROM jobs WHERE id = ?1")
+        .bind(ended_job)
+        .fetch_one(&mut **tx)
+        .await?;
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = ?1
+                        AND state IN ('queued', 'running') AND stage <> 'waiting')",
+    )
+    .bind(layer_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if busy {
+        return Ok(());
+    }
+    let next = sqlx::query(
+        "SELECT j.id AS job_id, j.kind AS job_kind, t.id AS task_id, t.kind AS task_kind
+         FROM jobs j JOIN tasks t ON t.job_id = j.id AND t.state = 'pending'
+         WHERE j.layer_id = ?1 AND j.state = 'queued' AND j.stage = 'waiting'
+         ORDER BY j.version LIMIT 1",
+    )
+    .bind(layer_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(next) = next else { return Ok(()) };
+    let (job_id, task_id): (Uuid, Uuid) = (next.try_get("job_id")?, next.try_get("task_id")?);
+    let (job_kind, task_kind): (String, String) =
+        (next.try_get("job_kind")?, next.try_get("task_kind")?);
+    sqlx::query("UPDATE jobs SET stage = 'queued', updated_at = ?2 WHERE id = ?1")
+        .bind(job_id)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    enqueue(tx, queue_for(&job_kind, &task_kind), task_id, job_id).await?;
+    Ok(())
+}
+
 async fn job_state(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<String> {
     sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
         .bind(job_id)
@@ -521,5 +723,6 @@ async fn finish_job(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResu
     .bind(t)
     .execute(&mut **tx)
     .await?;
+    start_next(tx, job_id).await?;
     Ok(())
 }

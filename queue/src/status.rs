@@ -69,7 +69,14 @@ pub struct TaskContext {
     pub x: Option<u32>,
     pub y: Option<u32>,
     pub n: Option<u32>,
+    /// The tiles of the metatile to write (see [`RenderTask::dirty`]).
+    ///
+    /// [`RenderTask::dirty`]: crate::RenderTask::dirty
+    pub dirty: Option<Vec<u8>>,
+    pub replaces: bool,
     pub job_id: Uuid,
+    /// `upload` or `edit`.
+    pub job_kind: String,
     pub job_state: String,
     pub layer_id: Uuid,
     pub version: i32,
@@ -190,7 +197,7 @@ impl PgStore {
     pub async fn task_context(&self, task_id: Uuid) -> StoreResult<Option<TaskContext>> {
         let row = sqlx::query(
             "SELECT t.id, t.kind, t.state AS task_state, t.attempts, t.z, t.x, t.y, t.n,
-                    j.id AS job_id, j.state AS job_state, j.layer_id, j.version,
+                    t.dirty, t.replaces, j.id AS job_id, j.kind AS job_kind, j.state AS job_state, j.layer_id, j.version,
                     l.min_zoom, l.max_zoom, l.style, v.source_key, v.prepared_key
              FROM tasks t
              JOIN jobs j ON j.id = t.job_id
@@ -214,7 +221,10 @@ impl PgStore {
             x: opt_u32("x")?,
             y: opt_u32("y")?,
             n: opt_u32("n")?,
+            dirty: r.try_get("dirty")?,
+            replaces: r.try_get("replaces")?,
             job_id: r.try_get("job_id")?,
+            job_kind: r.try_get("job_kind")?,
             job_state: r.try_get("job_state")?,
             layer_id: r.try_get("layer_id")?,
             version: r.try_get("version")?,

@@ -34,7 +34,7 @@ pub struct Upload {
 }
 
 /// One metatile to render.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RenderTask {
     pub z: u8,
     pub x: u32,
@@ -42,6 +42,66 @@ pub struct RenderTask {
     pub n: u32,
     /// Tiles the task adds to its job's progress.
     pub tiles: u32,
+    /// The tiles of the metatile to write, one bit per tile, row by row, lowest
+    /// bit first; `None` for all of them.
+    pub dirty: Option<Vec<u8>>,
+    /// Whether the task replaces tiles already stored: it deletes those that
+    /// became empty, and the job ends by reporting the tiles it changed.
+    pub replaces: bool,
+}
+
+/// What a change to an existing layer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Upserts and deletes of features by id.
+    Edit,
+    /// New data for the whole layer.
+    Replace,
+}
+
+impl ChangeKind {
+    pub(crate) fn job_kind(self) -> &'static str {
+        match self {
+            ChangeKind::Edit => "edit",
+            ChangeKind::Replace => "upload",
+        }
+    }
+
+    pub(crate) fn task_kind(self) -> &'static str {
+        match self {
+            ChangeKind::Edit => "edit",
+            ChangeKind::Replace => "ingest",
+        }
+    }
+}
+
+/// What a change to a layer created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub job_id: Uuid,
+    pub version: i32,
+    pub task_id: Uuid,
+    /// Whether the job waits for an earlier job of the layer to end first.
+    pub waiting: bool,
+}
+
+/// What a change builds on: the layer's published version and the tiles that
+/// jobs which ended without publishing may have written since.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeBase {
+    /// The published version and where its prepared features are.
+    pub published: Option<(i32, String)>,
+    /// Render tasks of failed or cancelled jobs after the published version.
+    pub unfinished: Vec<RenderTask>,
+}
+
+/// The queue for a task of `kind` in a job of `job_kind`: edits go first.
+pub(crate) fn queue_for(job_kind: &str, task_kind: &str) -> &'static str {
+    match (job_kind, task_kind) {
+        ("edit", _) | (_, "invalidate") => INTERACTIVE_QUEUE,
+        (_, "ingest") => INGEST_QUEUE,
+        _ => RENDER_QUEUE,
+    }
 }
 
 /// What completing a task did.
@@ -145,6 +205,11 @@ impl PgStore {
                 "job {job_id} is {state}; it cannot be planned"
             )));
         }
+        let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let queue = queue_for(&kind, "render");
         let total: i64 = tasks.iter().map(|t| i64::from(t.tiles)).sum();
         sqlx::query(
             "UPDATE jobs SET state = 'running', stage = 'render', tiles_total = $2,
@@ -165,8 +230,8 @@ impl PgStore {
         for t in tasks {
             let id = Uuid::new_v4();
             sqlx::query(
-                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles)
-                 VALUES ($1, $2, 'render', $3, $4, $5, $6, $7)",
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, dirty, replaces)
+                 VALUES ($1, $2, 'render', $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(id)
             .bind(job_id)
@@ -175,9 +240,11 @@ impl PgStore {
             .bind(i64::from(t.y) as i32)
             .bind(t.n as i32)
             .bind(t.tiles as i32)
+            .bind(t.dirty.as_deref())
+            .bind(t.replaces)
             .execute(&mut *tx)
             .await?;
-            enqueue(&mut tx, RENDER_QUEUE, id, job_id).await?;
+            enqueue(&mut tx, queue, id, job_id).await?;
             ids.push(id);
         }
         if tasks.is_empty() {
@@ -223,7 +290,22 @@ impl PgStore {
         .bind(job_id)
         .fetch_one(&mut *tx)
         .await?;
-        let finished = pending == 0 && state == "running";
+        let mut finished = pending == 0 && state == "running";
+        if finished && needs_invalidation(&mut tx, job_id).await? {
+            // The tiles are written: the job's last step reports which changed.
+            let id = Uuid::new_v4();
+            sqlx::query("INSERT INTO tasks (id, job_id, kind) VALUES ($1, $2, 'invalidate')")
+                .bind(id)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE jobs SET stage = 'invalidate', updated_at = now() WHERE id = $1")
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            enqueue(&mut tx, INTERACTIVE_QUEUE, id, job_id).await?;
+            finished = false;
+        }
         if finished {
             finish_job(&mut tx, job_id).await?;
         }
@@ -269,8 +351,120 @@ impl PgStore {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        start_next(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records a change to an existing layer in one transaction: its next
+    /// version (the edit or the new data at `source_key`), a job, the job's first
+    /// task, and, unless another job of the layer has yet to end, its message.
+    /// Jobs of a layer run one at a time in version order, so each change builds
+    /// on the one before and none races another over the layer's tiles.
+    pub async fn create_change(
+        &self,
+        layer_id: Uuid,
+        kind: ChangeKind,
+        source_key: &str,
+    ) -> StoreResult<Change> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
+                .bind(layer_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("layer {layer_id}")));
+        }
+        let version: i32 = sqlx::query_scalar(
+            "INSERT INTO layer_versions (layer_id, version, source_key)
+             SELECT $1, coalesce(max(version), 0) + 1, $2 FROM layer_versions WHERE layer_id = $1
+             RETURNING version",
+        )
+        .bind(layer_id)
+        .bind(source_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = $1 AND state IN ('queued', 'running'))",
+        )
+        .bind(layer_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (job_id, task_id) = (Uuid::new_v4(), Uuid::new_v4());
+        sqlx::query(
+            "INSERT INTO jobs (id, layer_id, version, kind, stage) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(job_id)
+        .bind(layer_id)
+        .bind(version)
+        .bind(kind.job_kind())
+        .bind(if waiting { "waiting" } else { "queued" })
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO tasks (id, job_id, kind) VALUES ($1, $2, $3)")
+            .bind(task_id)
+            .bind(job_id)
+            .bind(kind.task_kind())
+            .execute(&mut *tx)
+            .await?;
+        if !waiting {
+            let queue = queue_for(kind.job_kind(), kind.task_kind());
+            enqueue(&mut tx, queue, task_id, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Change {
+            job_id,
+            version,
+            task_id,
+            waiting,
+        })
+    }
+
+    /// What a change to `layer_id` builds on.
+    pub async fn change_base(&self, layer_id: Uuid) -> StoreResult<ChangeBase> {
+        let published = sqlx::query(
+            "SELECT v.version, v.prepared_key FROM layers l
+             JOIN layer_versions v ON v.layer_id = l.id AND v.version = l.published_version
+             WHERE l.id = $1 AND v.prepared_key IS NOT NULL",
+        )
+        .bind(layer_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("version")?, r.try_get("prepared_key")?)))
+        .transpose()?;
+        let rows = sqlx::query(
+            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces FROM tasks t
+             JOIN jobs j ON j.id = t.job_id
+             JOIN layers l ON l.id = j.layer_id
+             WHERE j.layer_id = $1 AND j.state IN ('failed', 'cancelled') AND t.kind = 'render'
+               AND j.version > coalesce(l.published_version, 0)",
+        )
+        .bind(layer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ChangeBase {
+            published,
+            unfinished: rows
+                .iter()
+                .map(render_task_from_row)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The render tasks of a job.
+    pub async fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>> {
+        let rows = sqlx::query(
+            "SELECT z, x, y, n, tiles, dirty, replaces FROM tasks
+             WHERE job_id = $1 AND kind = 'render' ORDER BY z, y, x",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(render_task_from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Marks a job running at `stage` (`ingest`, `render`, ...).
@@ -394,6 +588,71 @@ async fn enqueue(
     Ok(())
 }
 
+fn render_task_from_row(r: &sqlx::postgres::PgRow) -> Result<RenderTask, sqlx::Error> {
+    Ok(RenderTask {
+        z: r.try_get::<i16, _>("z")? as u8,
+        x: r.try_get::<i32, _>("x")? as u32,
+        y: r.try_get::<i32, _>("y")? as u32,
+        n: r.try_get::<i32, _>("n")? as u32,
+        tiles: r.try_get::<i32, _>("tiles")? as u32,
+        dirty: r.try_get("dirty")?,
+        replaces: r.try_get("replaces")?,
+    })
+}
+
+/// Whether a job whose tiles are all written must still report the tiles it
+/// changed: it replaced stored tiles and has not reported yet.
+async fn needs_invalidation(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND kind = 'render' AND replaces)
+            AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND kind = 'invalidate')",
+    )
+    .bind(job_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// After a job of a layer ended: starts the layer's next waiting job, if no
+/// other job of the layer is under way.
+async fn start_next(tx: &mut Transaction<'_, Postgres>, ended_job: Uuid) -> StoreResult<()> {
+    let layer_id: Uuid = sqlx::query_scalar(
+        "SELECT l.id FROM layers l JOIN jobs j ON j.layer_id = l.id WHERE j.id = $1
+         FOR UPDATE OF l",
+    )
+    .bind(ended_job)
+    .fetch_one(&mut **tx)
+    .await?;
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = $1
+                        AND state IN ('queued', 'running') AND stage <> 'waiting')",
+    )
+    .bind(layer_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if busy {
+        return Ok(());
+    }
+    let next = sqlx::query(
+        "SELECT j.id AS job_id, j.kind AS job_kind, t.id AS task_id, t.kind AS task_kind
+         FROM jobs j JOIN tasks t ON t.job_id = j.id AND t.state = 'pending'
+         WHERE j.layer_id = $1 AND j.state = 'queued' AND j.stage = 'waiting'
+         ORDER BY j.version LIMIT 1",
+    )
+    .bind(layer_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(next) = next else { return Ok(()) };
+    let (job_id, task_id): (Uuid, Uuid) = (next.try_get("job_id")?, next.try_get("task_id")?);
+    let (job_kind, task_kind): (String, String) =
+        (next.try_get("job_kind")?, next.try_get("task_kind")?);
+    sqlx::query("UPDATE jobs SET stage = 'queued', updated_at = now() WHERE id = $1")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    enqueue(tx, queue_for(&job_kind, &task_kind), task_id, job_id).await?;
+    Ok(())
+}
+
 /// Locks a job's row for the rest of the transaction and returns its state.
 async fn lock_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<String> {
     sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
@@ -419,5 +678,6 @@ async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreRe
     .bind(job_id)
     .execute(&mut **tx)
     .await?;
+    start_next(tx, job_id).await?;
     Ok(())
 }

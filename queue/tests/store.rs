@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use tilefarm_queue::{
-    Completion, INGEST_QUEUE, NewLayer, PgStore, RENDER_QUEUE, RenderTask, StoreError, Upload,
+    ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, NewLayer, PgStore, RENDER_QUEUE,
+    RenderTask, StoreError, Upload,
 };
 use uuid::Uuid;
 
@@ -31,6 +32,7 @@ fn tasks(count: u32, tiles: u32) -> Vec<RenderTask> {
             y: i * 8 / 32 * 8,
             n: 8,
             tiles,
+            ..RenderTask::default()
         })
         .collect()
 }
@@ -345,6 +347,137 @@ async fn relays_share_the_outbox_without_sending_a_message_twice() {
     assert_eq!(
         left,
         vec![json!({"task": up2.ingest_task, "job": up2.job_id})]
+    );
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn changes_to_a_layer_run_one_at_a_time_in_order() {
+    let db = TestDb::new().await;
+    let (up, ids) = planned(&db, 2, 64).await;
+    let before = outbox(&db).await.len();
+    // Accepted while the upload renders: both wait, with no message sent.
+    let edit = db
+        .store
+        .create_change(up.layer_id, ChangeKind::Edit, "uploads/e1")
+        .await
+        .unwrap();
+    let replace = db
+        .store
+        .create_change(up.layer_id, ChangeKind::Replace, "uploads/r")
+        .await
+        .unwrap();
+    assert!(edit.waiting && replace.waiting);
+    assert_eq!((edit.version, replace.version), (2, 3));
+    assert_eq!(outbox(&db).await.len(), before);
+    let status = db.store.job(edit.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            status.state.as_str(),
+            status.stage.as_str(),
+            status.kind.as_str()
+        ),
+        ("queued", "waiting", "edit")
+    );
+    // The upload ends: the edit (only) starts, on the interactive queue.
+    for id in &ids {
+        db.store.complete_task(*id).await.unwrap();
+    }
+    let sent = outbox(&db).await;
+    assert_eq!(sent.len(), before + 1);
+    assert_eq!(sent[before].0, INTERACTIVE_QUEUE);
+    assert_eq!(sent[before].1["task"], json!(edit.task_id));
+    // An edit's render tasks go to the interactive queue too, and once they are
+    // done the job reports its changed tiles before it succeeds.
+    let dirty = RenderTask {
+        z: 3,
+        n: 8,
+        tiles: 2,
+        dirty: Some(vec![0b11, 0, 0, 0, 0, 0, 0, 0]),
+        replaces: true,
+        ..RenderTask::default()
+    };
+    db.store
+        .record_prepared(up.layer_id, 2, "layers/l/v2/features.geojsons", 10, None)
+        .await
+        .unwrap();
+    let render = db
+        .store
+        .plan(edit.job_id, edit.task_id, std::slice::from_ref(&dirty))
+        .await
+        .unwrap();
+    assert_eq!(outbox(&db).await.last().unwrap().0, INTERACTIVE_QUEUE);
+    assert_eq!(
+        db.store.render_tasks(edit.job_id).await.unwrap(),
+        vec![dirty]
+    );
+    let c = db.store.complete_task(render[0]).await.unwrap();
+    assert_eq!(
+        c,
+        Completion::Counted {
+            job_id: edit.job_id,
+            finished: false
+        }
+    );
+    let status = db.store.job(edit.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (status.state.as_str(), status.stage.as_str()),
+        ("running", "invalidate")
+    );
+    let (queue, payload) = outbox(&db).await.last().unwrap().clone();
+    assert_eq!(queue, INTERACTIVE_QUEUE);
+    let invalidate: Uuid = serde_json::from_value(payload["task"].clone()).unwrap();
+    assert_eq!(
+        db.store
+            .task_context(invalidate)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        "invalidate"
+    );
+    let c = db.store.complete_task(invalidate).await.unwrap();
+    assert_eq!(
+        c,
+        Completion::Counted {
+            job_id: edit.job_id,
+            finished: true
+        }
+    );
+    assert_eq!(
+        db.store
+            .layer(up.layer_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .published_version,
+        Some(2)
+    );
+    // Then the replacement, on the ingest queue, building on version 2.
+    let (queue, payload) = outbox(&db).await.last().unwrap().clone();
+    assert_eq!(
+        (queue.as_str(), &payload["task"]),
+        (INGEST_QUEUE, &json!(replace.task_id))
+    );
+    let base = db.store.change_base(up.layer_id).await.unwrap();
+    assert_eq!(base.published.map(|p| p.0), Some(2));
+    assert!(base.unfinished.is_empty());
+    // A cancelled change leaves its tiles for the next one to set right.
+    db.store
+        .plan(replace.job_id, replace.task_id, &tasks(1, 64))
+        .await
+        .unwrap();
+    db.store.cancel_job(replace.job_id).await.unwrap();
+    let base = db.store.change_base(up.layer_id).await.unwrap();
+    assert_eq!(base.unfinished, tasks(1, 64));
+    // An unknown layer takes no change.
+    let unknown = db
+        .store
+        .create_change(Uuid::new_v4(), ChangeKind::Edit, "uploads/x")
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
     );
     db.drop().await;
 }
