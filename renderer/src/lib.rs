@@ -9,6 +9,7 @@
 
 mod clip;
 mod cover;
+mod dirty;
 mod feature;
 mod geojson;
 mod metatile;
