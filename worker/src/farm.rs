@@ -9,17 +9,17 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use tilefarm_queue::{Completion, JobStore, RenderTask, StoreError, TaskContext, TaskMessage};
+use tilefarm_queue::{Completion, JobStore, StoreError, TaskContext, TaskMessage};
 use tilefarm_renderer::{
-    Layer, MAX_ZOOM, MetaTile, ReadOptions, Rgba, Style, TileId, ZoomLayer, read_geojson,
-    unit_to_lonlat,
+    Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Style, ZoomLayer, read_geojson, unit_to_lonlat,
 };
 use uuid::Uuid;
 
+use crate::change::{Edit, merge_tasks, plan_edit, plan_replace, tiles_in, whole};
+use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::objects::Objects;
 use crate::plan::plan_render;
-use crate::pyramid::{UniformPngs, render_metatile_into};
-use crate::sink::{SinkResult, TileSink};
+use crate::pyramid::{RenderedTile, UniformPngs, render_tiles};
 
 /// How the farm cuts and renders work.
 #[derive(Clone, Debug)]
@@ -32,6 +32,8 @@ pub struct FarmConfig {
     pub threads: usize,
     /// Tile uploads in flight per task.
     pub uploads_in_flight: usize,
+    /// Where the tiles a change rewrote are reported.
+    pub invalidation: InvalidationConfig,
 }
 
 impl Default for FarmConfig {
@@ -41,6 +43,7 @@ impl Default for FarmConfig {
             tile_size: 256,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             uploads_in_flight: 16,
+            invalidation: InvalidationConfig::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct Farm {
     pub config: FarmConfig,
     pool: rayon::ThreadPool,
     layers: LayerCache,
+    http: reqwest::Client,
 }
 
 impl Farm {
@@ -114,6 +118,10 @@ impl Farm {
             config,
             pool,
             layers: LayerCache::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(std::io::Error::other)?,
         })
     }
 
@@ -131,8 +139,9 @@ impl Farm {
             return Ok(());
         }
         match ctx.kind.as_str() {
-            "ingest" => self.ingest(&ctx).await,
+            "ingest" | "edit" => self.ingest(&ctx).await,
             "render" => self.render(&ctx).await,
+            "invalidate" => self.invalidate(&ctx).await,
             other => Err(TaskError::Permanent(format!("unknown task kind {other:?}"))),
         }
     }
@@ -163,44 +172,68 @@ impl Farm {
             }
             Err(e) => return Err(transient(e)),
         };
+        // A change builds on the published version; a first upload on nothing.
+        let base = if ctx.version > 1 {
+            let base = self.store.change_base(ctx.layer_id).await?;
+            let features = match &base.published {
+                Some((_, key)) => self.features(key).await?,
+                None => Vec::new(),
+            };
+            Some((features, base.unfinished))
+        } else {
+            None
+        };
+        let is_edit = ctx.kind == "edit";
         let (config, zooms) = (self.config.clone(), ctx.min_zoom..=ctx.max_zoom);
         let ingested = self
-            .on_pool(move || -> Result<Ingested, String> {
-                let report =
-                    read_geojson(&data[..], &ReadOptions::default()).map_err(|e| e.to_string())?;
-                let mut features = Vec::with_capacity(data.len());
-                for f in &report.features {
-                    serde_json::to_writer(&mut features, &f.to_geojson()).expect("in memory");
-                    features.push(b'\n');
+            .on_pool(move || -> Result<Ingested, (&'static str, String)> {
+                let (features, edited) = if is_edit {
+                    let edit = Edit::from_json(&data).map_err(|e| ("invalid_edit", e))?;
+                    let old = base.as_ref().map(|b| b.0.clone()).unwrap_or_default();
+                    let applied = edit.apply(old).map_err(|e| ("unknown_feature", e))?;
+                    (applied.features, Some((applied.before, applied.after)))
+                } else {
+                    let report = read_geojson(&data[..], &ReadOptions::default())
+                        .map_err(|e| ("invalid_geojson", e.to_string()))?;
+                    (report.features, None)
+                };
+                let mut bytes = Vec::with_capacity(data.len());
+                for f in &features {
+                    serde_json::to_writer(&mut bytes, &f.to_geojson()).expect("in memory");
+                    bytes.push(b'\n');
                 }
-                let layer = Layer::new(&report.features, &style);
-                let plan = plan_render(&layer, zooms, config.metatile, config.tile_size);
+                let layer = Layer::new(&features, &style);
+                let (m, ts) = (config.metatile, config.tile_size);
+                let tasks = match (base, edited) {
+                    (None, _) => plan_render(&layer, zooms, m, ts)
+                        .metatiles
+                        .into_iter()
+                        .map(|meta| whole(meta, false))
+                        .collect(),
+                    (Some((_, unfinished)), Some((before, after))) => {
+                        merge_tasks(plan_edit(&before, &after, &style, zooms, m, ts), unfinished)
+                    }
+                    (Some((old, unfinished)), None) => {
+                        let old = Layer::new(&old, &style);
+                        merge_tasks(plan_replace(&old, &layer, zooms, m, ts), unfinished)
+                    }
+                };
                 let bounds = layer.bounds().map(|b| {
                     let (w, n) = unit_to_lonlat(b.min_x, b.min_y);
                     let (e, s) = unit_to_lonlat(b.max_x, b.max_y);
                     [w, s, e, n]
                 });
                 Ok(Ingested {
-                    features: Bytes::from(features),
-                    count: report.features.len() as i64,
-                    tasks: plan
-                        .metatiles
-                        .iter()
-                        .map(|m| RenderTask {
-                            z: m.z,
-                            x: m.x,
-                            y: m.y,
-                            n: m.n,
-                            tiles: m.tile_count() as u32,
-                        })
-                        .collect(),
+                    features: Bytes::from(bytes),
+                    count: features.len() as i64,
+                    tasks,
                     bounds,
                 })
             })
             .await?;
         let ingested = match ingested {
             Ok(i) => i,
-            Err(message) => return self.fail_job(ctx.job_id, "invalid_geojson", &message).await,
+            Err((code, message)) => return self.fail_job(ctx.job_id, code, &message).await,
         };
         let key = self.objects.prepared_key(ctx.layer_id, ctx.version);
         self.objects
@@ -247,18 +280,31 @@ impl Farm {
         let meta = MetaTile { z, x, y, n };
         let prepared = self.prepared(ctx).await?;
         let tile_size = self.config.tile_size;
-        let tiles = self
+        let tiles = tiles_in(meta, ctx.dirty.as_deref());
+        let rendered = self
             .on_pool(move || {
                 let zl = prepared.zoom(z, tile_size);
-                let sink = Collect::default();
-                render_metatile_into(zl, meta, true, &sink, &UniformPngs::default())
-                    .map(|_| sink.tiles.into_inner().expect("lock"))
-                    .map_err(|e| e.to_string())
+                render_tiles(zl, meta, &tiles, &UniformPngs::default()).map_err(|e| e.to_string())
             })
             .await?
             .map_err(TaskError::Permanent)?;
-        futures_util::stream::iter(tiles)
-            .map(|(t, png)| self.objects.put_tile(ctx.layer_id, t, png))
+        // A first render leaves transparent tiles out; a change deletes them.
+        let replaces = ctx.replaces;
+        let writes: Vec<RenderedTile> = rendered
+            .into_iter()
+            .filter(|(_, png)| png.is_some() || replaces)
+            .collect();
+        let (objects, layer) = (self.objects.clone(), ctx.layer_id);
+        futures_util::stream::iter(writes)
+            .map(move |(t, png)| {
+                let objects = objects.clone();
+                async move {
+                    match png {
+                        Some(png) => objects.put_tile(layer, t, Bytes::from(png)).await,
+                        None => objects.delete_tile(layer, t).await,
+                    }
+                }
+            })
             .buffer_unordered(self.config.uploads_in_flight.max(1))
             .try_collect::<Vec<()>>()
             .await
@@ -273,6 +319,63 @@ impl Farm {
             tracing::info!(job_id = %ctx.job_id, layer_id = %ctx.layer_id, "job succeeded");
         }
         Ok(())
+    }
+
+    /// Reports the tiles a job changed to the log, the webhook and the cache,
+    /// then completes the job.
+    async fn invalidate(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        let tasks = self.store.render_tasks(ctx.job_id).await?;
+        let mut paths: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.replaces)
+            .flat_map(|t| {
+                let meta = MetaTile {
+                    z: t.z,
+                    x: t.x,
+                    y: t.y,
+                    n: t.n,
+                };
+                tiles_in(meta, t.dirty.as_deref())
+            })
+            .map(|t| format!("/tiles/{}/{}/{}/{}.png", ctx.layer_id, t.z, t.x, t.y))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let changed = ChangedTiles {
+            job_id: ctx.job_id,
+            layer_id: ctx.layer_id,
+            version: ctx.version,
+            paths,
+        };
+        crate::invalidate::report(&self.config.invalidation, &self.http, &changed)
+            .await
+            .map_err(TaskError::Transient)?;
+        if let Completion::Counted { finished: true, .. } =
+            self.store.complete_task(ctx.task_id).await?
+        {
+            tracing::info!(job_id = %ctx.job_id, layer_id = %ctx.layer_id, "job succeeded");
+        }
+        Ok(())
+    }
+
+    /// The features stored at `key` (a version's prepared GeoJSONSeq).
+    async fn features(&self, key: &str) -> Result<Vec<Feature>, TaskError> {
+        let data = self
+            .objects
+            .store
+            .get(&Path::from(key))
+            .await
+            .map_err(transient)?
+            .bytes()
+            .await
+            .map_err(transient)?;
+        let key = key.to_string();
+        self.on_pool(move || {
+            read_geojson(&data[..], &ReadOptions::default())
+                .map(|r| r.features)
+                .map_err(|e| TaskError::Permanent(format!("prepared features {key}: {e}")))
+        })
+        .await?
     }
 
     /// The prepared layer of a task's layer version, loaded once per worker.
@@ -340,7 +443,7 @@ impl Farm {
 struct Ingested {
     features: Bytes,
     count: i64,
-    tasks: Vec<RenderTask>,
+    tasks: Vec<tilefarm_queue::RenderTask>,
     bounds: Option<[f64; 4]>,
 }
 
@@ -378,25 +481,5 @@ impl LayerCache {
         entries.push_front((key, cell.clone()));
         entries.truncate(LAYERS_KEPT);
         cell
-    }
-}
-
-/// Collects a metatile's tiles in memory, to be uploaded concurrently.
-#[derive(Default)]
-struct Collect {
-    tiles: Mutex<Vec<(TileId, Bytes)>>,
-}
-
-impl TileSink for Collect {
-    fn put(&self, tile: TileId, png: &[u8]) -> SinkResult<()> {
-        self.tiles
-            .lock()
-            .expect("lock")
-            .push((tile, Bytes::copy_from_slice(png)));
-        Ok(())
-    }
-
-    fn put_uniform(&self, tile: TileId, _color: Rgba, png: &[u8]) -> SinkResult<()> {
-        self.put(tile, png)
     }
 }

@@ -6,7 +6,9 @@
 //! [`PmTilesSink`] (one PMTiles archive).
 #![forbid(unsafe_code)]
 
+mod change;
 mod farm;
+mod invalidate;
 mod objects;
 mod plan;
 mod pmtiles;
@@ -14,13 +16,15 @@ mod pyramid;
 mod run;
 mod sink;
 
+pub use change::{Applied, Edit, mask, merge_tasks, plan_edit, plan_replace, tiles_in};
 pub use farm::{Farm, FarmConfig, TaskError};
+pub use invalidate::{ChangedTiles, InvalidationConfig};
 pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
 pub use plan::{RenderPlan, plan_render};
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
-    MetaTileReport, PyramidOptions, RenderError, Summary, UniformPngs, check_options,
-    parse_zoom_range, render_metatile_into, render_pyramid,
+    MetaTileReport, PyramidOptions, RenderError, RenderedTile, Summary, UniformPngs, check_options,
+    parse_zoom_range, render_metatile_into, render_pyramid, render_tiles,
 };
 pub use run::{BrokerConfig, run_local_relay, run_local_worker, run_relay, run_worker};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

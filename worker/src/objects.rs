@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use tilefarm_renderer::TileId;
 use uuid::Uuid;
 
@@ -155,5 +155,13 @@ impl Objects {
             )
             .await
             .map(|_| ())
+    }
+
+    /// Deletes a tile; one that is not there is as good as deleted.
+    pub async fn delete_tile(&self, layer: Uuid, t: TileId) -> object_store::Result<()> {
+        match self.store.delete(&self.tile_key(layer, t)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

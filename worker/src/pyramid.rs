@@ -216,6 +216,33 @@ pub fn render_metatile_into(
     Ok(report)
 }
 
+/// A tile and its PNG, `None` for a transparent tile.
+pub type RenderedTile = (TileId, Option<Vec<u8>>);
+
+/// Renders `tiles` (all of them in `meta`), giving each tile its PNG, the same
+/// bytes [`render_metatile_into`] writes, or `None` for a transparent tile.
+pub fn render_tiles(
+    zl: &ZoomLayer,
+    meta: MetaTile,
+    tiles: &[TileId],
+    pngs: &UniformPngs,
+) -> Result<Vec<RenderedTile>, RenderError> {
+    let ts = zl.tile_size();
+    let rendered = render_metatile(zl, meta);
+    tiles
+        .iter()
+        .map(|&t| {
+            let png = match rendered.tile(t) {
+                TileImage::Uniform(color) if color.is_invisible() => return Ok((t, None)),
+                TileImage::Uniform(color) => pngs.get(color, ts).map(|png| png.to_vec()),
+                image @ TileImage::Pixels(_) => encode_png(&image, ts),
+            };
+            png.map(|png| (t, Some(png)))
+                .map_err(|source| RenderError::Png { tile: t, source })
+        })
+        .collect()
+}
+
 /// Renders every tile of `options.zooms` into `sink`, calling `progress` with the
 /// number of tiles finished as work completes. Uses the current rayon pool; the
 /// output is the same bytes whatever the number of threads.
