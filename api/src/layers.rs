@@ -10,9 +10,9 @@ use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tilefarm_queue::{LayerInfo, NewLayer};
+use tilefarm_queue::{ChangeKind, LayerInfo, NewLayer};
 use tilefarm_renderer::Style;
-use tilefarm_worker::parse_zoom_range;
+use tilefarm_worker::{Edit, parse_zoom_range};
 use uuid::Uuid;
 
 use crate::jobs::{job_json, parse_id};
@@ -37,8 +37,8 @@ pub struct UploadQuery {
     style: Option<String>,
 }
 
-/// The parameters of an upload, checked before its body is read.
-fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult<NewLayer> {
+/// Refuses an upload that does not say it is GeoJSON.
+fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,6 +63,12 @@ fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult
             ));
         }
     }
+    Ok(())
+}
+
+/// The parameters of an upload, checked before its body is read.
+fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult<NewLayer> {
+    check_content_type(headers)?;
     let name = q.name.as_deref().unwrap_or("").trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::bad_request(
@@ -103,14 +109,7 @@ pub async fn upload(
     body: Body,
 ) -> ApiResult<Response> {
     let layer = check_upload(&q, &headers, state.config.max_zoom)?;
-    let key = state.objects.upload_key(Uuid::new_v4());
-    let size = match store_body(&state, &key, body).await {
-        Ok(size) => size,
-        Err(e) => {
-            let _ = state.objects.store.delete(&key).await;
-            return Err(e);
-        }
-    };
+    let (key, size) = store_upload(&state, body).await?;
     let upload = match state.store.create_upload(&layer, key.as_ref()).await {
         Ok(u) => u,
         Err(e) => {
@@ -137,6 +136,110 @@ pub async fn upload(
         Json(json!({ "job": job_json(&job), "layer_id": upload.layer_id })),
     )
         .into_response())
+}
+
+/// `PUT /v1/layers/{id}/data` with GeoJSON as the body: new data for the whole
+/// layer, with its zooms and style. The job re-renders every tile the old or the
+/// new data reaches and deletes those the new data no longer does.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let layer = find(&state, &id).await?;
+    check_content_type(&headers)?;
+    let (key, size) = store_upload(&state, body).await?;
+    change_accepted(&state, layer.id, ChangeKind::Replace, &key, size).await
+}
+
+/// `POST /v1/layers/{id}/edits` with `{"upsert": FeatureCollection, "delete":
+/// [ids]}`: features added or replaced, and removed, by their GeoJSON `id`. The
+/// job re-renders only the tiles the changed features reach, before and after.
+/// Edits of one layer apply in the order they are accepted.
+pub async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let layer = find(&state, &id).await?;
+    let limit = state.config.max_upload_bytes;
+    let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "edit_too_large",
+                format!("the edit could not be read whole (the limit is {limit} bytes): {e}"),
+            )
+        })?;
+    let edit = Edit::from_json(&bytes).map_err(|m| ApiError::bad_request("invalid_edit", m))?;
+    let key = state.objects.upload_key(Uuid::new_v4());
+    let normalized = serde_json::to_vec(&edit.to_json()).expect("in memory");
+    let size = normalized.len() as u64;
+    state
+        .objects
+        .store
+        .put(&key, normalized.into())
+        .await
+        .map_err(|e| ApiError::internal("could not store the edit", e))?;
+    change_accepted(&state, layer.id, ChangeKind::Edit, &key, size).await
+}
+
+/// Records a change whose data is stored at `key` and answers 202 with its job.
+async fn change_accepted(
+    state: &AppState,
+    layer_id: Uuid,
+    kind: ChangeKind,
+    key: &object_store::path::Path,
+    size: u64,
+) -> ApiResult<Response> {
+    let change = match state
+        .store
+        .create_change(layer_id, kind, key.as_ref())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = state.objects.store.delete(key).await;
+            return Err(e.into());
+        }
+    };
+    tracing::info!(
+        job_id = %change.job_id,
+        layer_id = %layer_id,
+        version = change.version,
+        waiting = change.waiting,
+        bytes = size,
+        "{} accepted",
+        match kind {
+            ChangeKind::Edit => "edit",
+            ChangeKind::Replace => "replacement",
+        }
+    );
+    let job = state
+        .store
+        .job(change.job_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the new job vanished", change.job_id))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(LOCATION, format!("/v1/jobs/{}", change.job_id))],
+        Json(json!({ "job": job_json(&job), "layer_id": layer_id, "version": change.version })),
+    )
+        .into_response())
+}
+
+/// Streams an upload's body to a new key; nothing is left behind if it fails.
+async fn store_upload(state: &AppState, body: Body) -> ApiResult<(object_store::path::Path, u64)> {
+    let key = state.objects.upload_key(Uuid::new_v4());
+    match store_body(state, &key, body).await {
+        Ok(size) => Ok((key, size)),
+        Err(e) => {
+            let _ = state.objects.store.delete(&key).await;
+            Err(e)
+        }
+    }
 }
 
 /// Streams an upload's body to `key`, refusing it once it passes the size

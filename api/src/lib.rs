@@ -113,6 +113,8 @@ impl std::ops::Deref for AppState {
 pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/layers", axum::routing::post(layers::upload))
+        .route("/v1/layers/{id}/edits", axum::routing::post(layers::edit))
+        .route("/v1/layers/{id}/data", axum::routing::put(layers::replace))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", axum::routing::delete(jobs::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -60,6 +60,14 @@ pub struct WorkerArgs {
     /// Tiles per metatile side.
     #[arg(long, default_value_t = 8)]
     pub metatile: u32,
+    /// After each edit or replaced data, POST the changed tile paths here as
+    /// JSON: {"job_id", "layer_id", "version", "paths"}.
+    #[arg(long, env = "TILEFARM_INVALIDATE_WEBHOOK", value_name = "URL")]
+    pub invalidate_webhook: Option<String>,
+    /// After each edit or replaced data, send `PURGE URL/tiles/{layer}/{z}/{x}/{y}.png`
+    /// for each changed tile to this cache (a CDN or a proxy such as Varnish).
+    #[arg(long, env = "TILEFARM_PURGE_URL", value_name = "URL")]
+    pub purge_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +224,10 @@ fn farm(parts: &Parts, args: &WorkerArgs) -> Result<(Arc<Farm>, usize)> {
     let config = FarmConfig {
         metatile: args.metatile,
         threads: concurrency,
+        invalidation: tilefarm_worker::InvalidationConfig {
+            webhook: args.invalidate_webhook.clone(),
+            purge_url: args.purge_url.clone(),
+        },
         ..FarmConfig::default()
     };
     let farm = Farm::new(parts.store.clone(), parts.objects.clone(), config)
