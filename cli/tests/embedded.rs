@@ -18,6 +18,10 @@ struct Embedded {
 
 impl Embedded {
     fn start(data_dir: &std::path::Path, log: std::path::PathBuf) -> Embedded {
+        Embedded::start_with(data_dir, log, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, log: std::path::PathBuf, args: &[&str]) -> Embedded {
         let port = free_port();
         let file = std::fs::File::options()
             .create(true)
@@ -28,6 +32,7 @@ impl Embedded {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--concurrency", "2", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("NO_COLOR", "1")
             .env_remove("TILEFARM_AMQP_URL")
             .env_remove("TILEFARM_DATABASE_URL")
@@ -208,4 +213,392 @@ async fn tilefarm_upload_follows_a_job_to_its_end_and_says_why_one_failed() {
         stderr.contains("refused") && stderr.contains("not GeoJSON"),
         "{stderr}"
     );
+}
+
+/// A webhook receiver: every JSON body POSTed to it, in arrival order.
+struct Webhook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    async fn start() -> Webhook {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if buf.len() < end + 4 + length {
+                            continue;
+                        }
+                        let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + length])
+                            .expect("a JSON body");
+                        kept.lock().unwrap().push(body);
+                        let reply =
+                            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                        socket.write_all(reply.as_bytes()).await.unwrap();
+                        return;
+                    }
+                });
+            }
+        });
+        Webhook { url, bodies }
+    }
+
+    /// The tiles (`z/x/y.png`) reported changed by `job`.
+    fn changed(&self, job: &str) -> std::collections::BTreeSet<String> {
+        let bodies = self.bodies.lock().unwrap();
+        let reports: Vec<&Value> = bodies.iter().filter(|b| b["job_id"] == job).collect();
+        assert!(!reports.is_empty(), "job {job} reported no changed tiles");
+        reports
+            .iter()
+            .flat_map(|b| b["paths"].as_array().unwrap())
+            .map(|p| {
+                let p = p.as_str().unwrap();
+                // /tiles/{layer}/z/x/y.png
+                p.splitn(4, '/').nth(3).unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+/// Each stored tile's identity on disk: a rewrite replaces the file.
+fn file_ids(
+    root: &std::path::Path,
+) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    tree(root)
+        .into_keys()
+        .map(|k| {
+            let meta = std::fs::metadata(root.join(&k)).unwrap();
+            (k, (meta.ino(), meta.modified().unwrap()))
+        })
+        .collect()
+}
+
+/// Tiles written, rewritten or deleted between two snapshots.
+fn rewritten(
+    before: &std::collections::BTreeMap<String, (u64, std::time::SystemTime)>,
+    after: &std::collections::BTreeMap<String, (u64, std::time::SystemTime)>,
+) -> std::collections::BTreeSet<String> {
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// A small random number generator (xorshift), seeded for repeatable runs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() % 10_000) as f64 / 10_000.0 * (hi - lo)
+    }
+}
+
+/// Moves every position of a GeoJSON geometry by `dx`, `dy` degrees.
+fn shift(v: &mut Value, dx: f64, dy: f64) {
+    if let Some(a) = v.as_array_mut() {
+        if a.len() >= 2 && a.iter().all(Value::is_number) {
+            let (x, y) = (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
+            a[0] = serde_json::json!((x + dx).clamp(-180.0, 180.0));
+            a[1] = serde_json::json!((y + dy).clamp(-80.0, 80.0));
+        } else {
+            a.iter_mut().for_each(|c| shift(c, dx, dy));
+        }
+    }
+}
+
+/// A random edit of 1 to 3 features (moved, added as a point or a square,
+/// deleted), applied to `features` as the farm applies it: an upsert of a known
+/// id in place, a new id at the end, a delete removed.
+fn random_edit(rng: &mut Rng, features: &mut Vec<Value>, next_id: &mut u64) -> Value {
+    let (mut upsert, mut delete) = (Vec::new(), Vec::new());
+    let mut used = std::collections::HashSet::new();
+    for _ in 0..1 + rng.below(3) {
+        let op = rng.below(4);
+        if op >= 2 && !features.is_empty() {
+            let i = rng.below(features.len());
+            let id = features[i]["id"].as_u64().unwrap();
+            if !used.insert(id) {
+                continue;
+            }
+            if op == 2 {
+                features.remove(i);
+                delete.push(serde_json::json!(id));
+            } else {
+                let mut f = features[i].clone();
+                let (dx, dy) = (rng.range(-8.0, 8.0), rng.range(-5.0, 5.0));
+                shift(&mut f["geometry"]["coordinates"], dx, dy);
+                f["properties"]["edited"] = serde_json::json!(true);
+                features[i] = f.clone();
+                upsert.push(f);
+            }
+        } else {
+            let id = *next_id;
+            *next_id += 1;
+            used.insert(id);
+            let (x, y) = (rng.range(-170.0, 170.0), rng.range(-70.0, 70.0));
+            let geometry = if op == 0 {
+                serde_json::json!({"type": "Point", "coordinates": [x, y]})
+            } else {
+                let d = rng.range(0.5, 6.0);
+                serde_json::json!({"type": "Polygon", "coordinates": [[
+                    [x, y], [x + d, y], [x + d, y + d], [x, y + d], [x, y]
+                ]]})
+            };
+            let f = serde_json::json!({"type": "Feature", "id": id, "properties": {"new": true}, "geometry": geometry});
+            features.push(f.clone());
+            upsert.push(f);
+        }
+    }
+    serde_json::json!({
+        "upsert": {"type": "FeatureCollection", "features": upsert},
+        "delete": delete,
+    })
+}
+
+fn write_collection(path: &std::path::Path, features: &[Value]) {
+    let fc = serde_json::json!({"type": "FeatureCollection", "features": features});
+    std::fs::write(path, serde_json::to_vec(&fc).unwrap()).unwrap();
+}
+
+async fn post_edit(server: &Embedded, layer: &str, edit: &Value) -> Value {
+    let res = reqwest::Client::new()
+        .post(server.url(&format!("/v1/layers/{layer}/edits")))
+        .json(edit)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
+    const ZOOMS: &str = "0-4";
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let server = Embedded::start_with(
+        dir.path(),
+        dir.path().join("serve.log"),
+        &["--invalidate-webhook", &hook.url],
+    );
+    // The countries, each with an id.
+    let sample_fc: Value =
+        serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
+            .unwrap();
+    let mut features: Vec<Value> = sample_fc["features"].as_array().unwrap().clone();
+    for (i, f) in features.iter_mut().enumerate() {
+        f["id"] = serde_json::json!(i);
+    }
+    let mut next_id = features.len() as u64;
+    let base = dir.path().join("base.geojson");
+    write_collection(&base, &features);
+    let (job, layer) = upload(&server, base.to_str().unwrap(), ZOOMS).await;
+    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    let root = dir.path().join("store/tiles").join(&layer);
+
+    // One edit at a time: each rewrites only tiles it reports, and its
+    // progress counts exactly those.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rewrites = 0;
+    for round in 0..8 {
+        let before = file_ids(&root);
+        let edit = random_edit(&mut rng, &mut features, &mut next_id);
+        let accepted = post_edit(&server, &layer, &edit).await;
+        let job = accepted["job"]["id"].as_str().unwrap().to_string();
+        let done = wait(&server, &job).await;
+        assert_eq!(done["state"], "succeeded", "round {round}: {done}");
+        assert_eq!(done["kind"], "edit");
+        let changed = hook.changed(&job);
+        assert_eq!(
+            done["progress"]["total"].as_u64(),
+            Some(changed.len() as u64),
+            "round {round}: progress counts the dirty tiles"
+        );
+        let written = rewritten(&before, &file_ids(&root));
+        let outside: Vec<_> = written.difference(&changed).collect();
+        assert!(
+            outside.is_empty(),
+            "round {round}: rewritten outside the dirty tiles: {outside:?}"
+        );
+        rewrites += written.len();
+    }
+    assert!(rewrites > 0, "the edits changed some tiles");
+
+    // Edits sent at once apply one after another in the order accepted.
+    let before = file_ids(&root);
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let edit = random_edit(&mut rng, &mut features, &mut next_id);
+        jobs.push(post_edit(&server, &layer, &edit).await);
+    }
+    let mut changed = std::collections::BTreeSet::new();
+    let mut finished = Vec::new();
+    for (i, accepted) in jobs.iter().enumerate() {
+        let job = accepted["job"]["id"].as_str().unwrap();
+        let done = wait(&server, job).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        assert_eq!(
+            done["version"],
+            jobs[0]["version"].as_i64().unwrap() + i as i64
+        );
+        finished.push(done["finished_at"].as_str().unwrap().to_string());
+        changed.extend(hook.changed(job));
+    }
+    assert!(
+        finished.windows(2).all(|w| w[0] <= w[1]),
+        "in order: {finished:?}"
+    );
+    let written = rewritten(&before, &file_ids(&root));
+    assert!(
+        written.is_subset(&changed),
+        "rewritten outside the dirty tiles"
+    );
+
+    // The tiles are those of a fresh render of the final data.
+    let final_data = dir.path().join("final.geojson");
+    write_collection(&final_data, &features);
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render(final_data.to_str().unwrap(), ZOOMS, out.path());
+    let stored = stored(dir.path(), &layer);
+    assert_eq!(stored.len(), reference.len(), "every tile and no other");
+    assert!(stored == reference, "the same tiles as a fresh render");
+    let layer_info: Value = reqwest::get(server.url(&format!("/v1/layers/{layer}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(layer_info["feature_count"], features.len());
+    assert_eq!(layer_info["published_version"], jobs[4]["version"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
+    let (job, layer) = upload(&server, "ne_110m_countries.geojson", "0-3").await;
+    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    let client = reqwest::Client::new();
+    // The cities reach far fewer tiles than the countries: the rest go.
+    let res = client
+        .put(server.url(&format!("/v1/layers/{layer}/data")))
+        .header("content-type", "application/geo+json")
+        .body(std::fs::read(sample("ne_cities.geojson")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let accepted: Value = res.json().await.unwrap();
+    assert_eq!(accepted["version"], 2);
+    let done = wait(&server, accepted["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render("ne_cities.geojson", "0-3", out.path());
+    assert!(
+        stored(dir.path(), &layer) == reference,
+        "the tiles of the new data only"
+    );
+
+    // Bad edits: a 4xx that says what and where, and nothing changes.
+    let before = stored(dir.path(), &layer);
+    for (body, status, expect) in [
+        ("{", 400, "not valid JSON"),
+        (r#"{"delete":[]}"#, 400, "the edit is empty"),
+        (
+            r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}]}}"#,
+            400,
+            "upsert.features[0]: a feature to upsert needs an \"id\"",
+        ),
+        (
+            r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","id":"x","properties":{},"geometry":{"type":"Point","coordinates":[1,200]}}]}}"#,
+            400,
+            "upsert.features[0]",
+        ),
+    ] {
+        let res = client
+            .post(server.url(&format!("/v1/layers/{layer}/edits")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "invalid_edit", "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expect), "{body}: {message}");
+    }
+    let unknown = client
+        .post(server.url("/v1/layers/00000000-0000-0000-0000-000000000000/edits"))
+        .body(r#"{"delete":[1]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    // Deleting a feature the layer does not have fails the job, and the next
+    // edit still applies.
+    let missing = client
+        .post(server.url(&format!("/v1/layers/{layer}/edits")))
+        .body(r#"{"delete":["no such city"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 202);
+    let missing: Value = missing.json().await.unwrap();
+    let failed = wait(&server, missing["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["error"]["code"], "unknown_feature", "{failed}");
+    assert!(
+        stored(dir.path(), &layer) == before,
+        "a refused or failed edit changes no tile"
+    );
+    let added = client
+        .post(server.url(&format!("/v1/layers/{layer}/edits")))
+        .body(r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","id":"new","properties":{},"geometry":{"type":"Point","coordinates":[2.35,48.85]}}]}}"#)
+        .send()
+        .await
+        .unwrap();
+    let added: Value = added.json().await.unwrap();
+    let done = wait(&server, added["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["version"], 4);
 }

@@ -426,6 +426,7 @@ async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
                 y: 0,
                 n: 1,
                 tiles: 1,
+                ..RenderTask::default()
             }],
         )
         .await

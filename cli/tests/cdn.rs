@@ -1,0 +1,217 @@
+//! The CDN side of edits, with a real caching proxy (Varnish) in front of the
+//! tile origin on the farm (RabbitMQ, PostgreSQL, S3): after an edit the proxy
+//! serves the new tiles, and the tiles the edit did not touch stay cached.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Farm, sample};
+use tilefarm_testkit::{free_port, wait_for_port};
+
+/// `varnishd` in the foreground on a free port, caching the tile origin and
+/// honouring `PURGE` from loopback.
+struct Varnish {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Varnish {
+    fn start(origin_port: u16) -> Varnish {
+        let bin = ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("varnishd is not installed: run scripts/setup (it installs Varnish)");
+        let dir = tempfile::tempdir().unwrap();
+        let vcl = dir.path().join("tiles.vcl");
+        std::fs::write(
+            &vcl,
+            format!(
+                r#"vcl 4.1;
+backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
+acl purgers {{ "127.0.0.1"; }}
+sub vcl_recv {{
+    if (req.method == "PURGE") {{
+        if (client.ip !~ purgers) {{ return (synth(405, "not allowed")); }}
+        return (purge);
+    }}
+}}
+"#
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("varnishd.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["-F", "-j", "none", "-a"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-f")
+            .arg(&vcl)
+            .arg("-n")
+            .arg(dir.path().join("work"))
+            .args(["-s", "malloc,64m", "-T", "none"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start varnishd");
+        wait_for_port(port, "varnishd", Duration::from_secs(30));
+        Varnish {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tile through the proxy: its bytes and whether the proxy had it cached
+/// (`X-Varnish` names two requests on a hit).
+async fn through(http: &reqwest::Client, port: u16, path: &str) -> (Vec<u8>, bool) {
+    let res = http
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{path}");
+    let hit = res
+        .headers()
+        .get("x-varnish")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split_whitespace().count() == 2);
+    (res.bytes().await.unwrap().to_vec(), hit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones() {
+    let mut farm = Farm::new().await;
+    let varnish = Varnish::start(farm.api_port);
+    let purge = format!("http://127.0.0.1:{}", varnish.port);
+    let serve = farm.serve(&["--concurrency", "2", "--purge-url", &purge]);
+
+    // The countries with ids, at zooms 0-3.
+    let fc: Value =
+        serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
+            .unwrap();
+    let mut features = fc["features"].as_array().unwrap().clone();
+    for (i, f) in features.iter_mut().enumerate() {
+        f["id"] = json!(i);
+    }
+    let body =
+        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap();
+    let (status, accepted) = farm
+        .upload("name=world&zooms=0-3", Some("application/geo+json"), body)
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let layer = accepted["layer_id"].as_str().unwrap().to_string();
+    let (done, _) = farm
+        .wait_job(
+            accepted["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    // Every tile of the layer (and the transparent ones beside them) cached.
+    let paths: Vec<String> = (0..=3u32)
+        .flat_map(|z| {
+            let n = 1u32 << z;
+            (0..n).flat_map(move |x| (0..n).map(move |y| (z, x, y)))
+        })
+        .map(|(z, x, y)| format!("/tiles/{layer}/{z}/{x}/{y}.png"))
+        .collect();
+    let http = reqwest::Client::new();
+    let mut old = BTreeMap::new();
+    for p in &paths {
+        through(&http, varnish.port, p).await;
+        let (bytes, hit) = through(&http, varnish.port, p).await;
+        assert!(hit, "{p} is cached after a second request");
+        old.insert(p.clone(), bytes);
+    }
+
+    // Move France far to the west, into the Atlantic.
+    let i = features
+        .iter()
+        .position(|f| f["properties"]["name"] == "France")
+        .expect("France is in the sample");
+    let mut moved = features[i].clone();
+    fn shift(v: &mut Value) {
+        if let Some(a) = v.as_array_mut() {
+            if a.len() >= 2 && a.iter().all(Value::is_number) {
+                a[0] = json!(a[0].as_f64().unwrap() - 25.0);
+            } else {
+                a.iter_mut().for_each(shift);
+            }
+        }
+    }
+    shift(&mut moved["geometry"]["coordinates"]);
+    let edit = json!({"upsert": {"type": "FeatureCollection", "features": [moved]}});
+    let res = http
+        .post(format!("{}/v1/layers/{layer}/edits", farm.base))
+        .json(&edit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let accepted: Value = res.json().await.unwrap();
+    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    // The worker logged the exact tiles it changed, and purged them.
+    let log = farm.log(serve);
+    let line = log
+        .lines()
+        .find(|l| l.contains("tiles changed") && l.contains(&job))
+        .unwrap_or_else(|| panic!("no 'tiles changed' line for job {job}"));
+    let purged: BTreeSet<String> = line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("paths=").or(Some(w)))
+        .filter(|w| w.starts_with("/tiles/"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        done["progress"]["total"].as_u64(),
+        Some(purged.len() as u64)
+    );
+    assert!(
+        !purged.is_empty() && purged.len() < paths.len() / 2,
+        "{purged:?}"
+    );
+
+    let mut changed = 0;
+    for p in &paths {
+        let origin = http
+            .get(format!("{}{p}", farm.base))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let (bytes, hit) = through(&http, varnish.port, p).await;
+        assert!(bytes == origin, "{p}: the proxy serves what the origin has");
+        if purged.contains(p) {
+            assert!(!hit, "{p} changed and was purged, yet came from the cache");
+        } else {
+            assert!(hit, "{p} was not touched by the edit, yet left the cache");
+            assert!(bytes == old[p], "{p} was not touched, yet differs");
+        }
+        if bytes != old[p] {
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "the edit changed some tiles");
+    farm.stop().await;
+}
