@@ -8,7 +8,12 @@
 //!    RabbitMQ, PostgreSQL and S3), the same data uploaded over HTTP, timed from
 //!    the upload to the job's `succeeded`;
 //! 3. then a second upload, with `GET /v1/jobs/{id}` polled at `--rate`
-//!    requests per second while it renders: latency p50, p99 and max.
+//!    requests per second while it renders: latency p50, p99 and max;
+//! 4. edits beside bulk work: a small layer (the 110m countries, each with an
+//!    id, at `--edit-zooms`) gets a one-feature edit on an idle farm, then
+//!    another while a bulk upload (`--bulk-zooms`, at least 20,000 tiles)
+//!    renders. Printed: each edit's latency from the request to `succeeded`,
+//!    beside the bulk job's length.
 //!
 //! The servers are the machine's PostgreSQL and RabbitMQ (a database and a
 //! virtual host of the run's own) and an s3s-fs started for the run; see
@@ -39,6 +44,12 @@ struct Args {
     /// Status requests per second during the latency run.
     #[arg(long, default_value_t = 500)]
     rate: u32,
+    /// Zooms of the bulk job the edit runs beside.
+    #[arg(long, default_value = "0-8")]
+    bulk_zooms: String,
+    /// Zooms of the layer that is edited.
+    #[arg(long, default_value = "0-7")]
+    edit_zooms: String,
     /// The tilefarm binary (default: the one beside this program).
     #[arg(long)]
     tilefarm: Option<PathBuf>,
@@ -194,8 +205,147 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
         pct(0.99),
         ms[ms.len() - 1]
     );
+
+    // 4. A one-feature edit, idle and beside a bulk job.
+    let edits = edit_beside_bulk(&http, &base, &bytes, &args).await?;
+    println!(
+        "one-feature edit ({} dirty tiles), request to succeeded: idle farm {:.2} s; \
+         beside a bulk job of {} tiles: {:.2} s (the bulk job was {:.0}% done when the edit \
+         was sent, {:.0}% when it finished); the bulk job took {:.2} s",
+        edits.dirty_tiles,
+        edits.idle.as_secs_f64(),
+        edits.bulk_tiles,
+        edits.busy.as_secs_f64(),
+        edits.bulk_done_at_send * 100.0,
+        edits.bulk_done_at_finish * 100.0,
+        edits.bulk.as_secs_f64()
+    );
     db.drop().await;
     Ok(())
+}
+
+struct EditFigures {
+    idle: Duration,
+    busy: Duration,
+    dirty_tiles: i64,
+    bulk: Duration,
+    bulk_tiles: i64,
+    bulk_done_at_send: f64,
+    bulk_done_at_finish: f64,
+}
+
+async fn edit_beside_bulk(
+    http: &reqwest::Client,
+    base: &str,
+    bulk_data: &[u8],
+    args: &Args,
+) -> Result<EditFigures> {
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/ne_110m_countries.geojson");
+    let mut fc: Value = serde_json::from_slice(&std::fs::read(&small)?)?;
+    let features = fc["features"]
+        .as_array_mut()
+        .context("a FeatureCollection")?;
+    for (i, f) in features.iter_mut().enumerate() {
+        f["id"] = serde_json::json!(i);
+    }
+    let france = features
+        .iter()
+        .find(|f| f["properties"]["name"] == "France")
+        .context("France in the countries")?
+        .clone();
+    let job = upload(http, base, &serde_json::to_vec(&fc)?, &args.edit_zooms).await?;
+    let (status, _) = wait(http, base, &job, None).await?;
+    let layer = status["layer_id"]
+        .as_str()
+        .context("a layer id")?
+        .to_string();
+    eprintln!(
+        "edit: layer of {} features ready",
+        fc["features"].as_array().map_or(0, Vec::len)
+    );
+    // Each edit moves France a little further east.
+    let edit = |step: f64| {
+        let mut f = france.clone();
+        shift(&mut f["geometry"]["coordinates"], step);
+        serde_json::json!({"upsert": {"type": "FeatureCollection", "features": [f]}})
+    };
+    let layer = &layer;
+    let timed_edit = |body: Value| async move {
+        let started = Instant::now();
+        let res = http
+            .post(format!("{base}/v1/layers/{layer}/edits"))
+            .json(&body)
+            .send()
+            .await?;
+        if res.status().as_u16() != 202 {
+            bail!("edit refused: {}", res.text().await?);
+        }
+        let json: Value = res.json().await?;
+        let job = json["job"]["id"].as_str().context("a job id")?.to_string();
+        let (status, _) = wait(http, base, &job, None).await?;
+        Ok::<_, anyhow::Error>((started.elapsed(), status))
+    };
+    let (idle, status) = timed_edit(edit(0.5)).await?;
+    let dirty_tiles = status["progress"]["total"].as_i64().unwrap_or(0);
+    eprintln!("edit on an idle farm: {:.2} s", idle.as_secs_f64());
+
+    let bulk_started = Instant::now();
+    let bulk_job = upload(http, base, bulk_data, &args.bulk_zooms).await?;
+    let bulk_url = format!("{base}/v1/jobs/{bulk_job}");
+    let progress = |s: &Value| {
+        let done = s["progress"]["done"].as_f64().unwrap_or(0.0);
+        let total = s["progress"]["total"].as_f64().unwrap_or(0.0);
+        (done, total)
+    };
+    // Send the edit once the bulk job is well under way.
+    let (mut done, mut total);
+    loop {
+        let s: Value = http.get(&bulk_url).send().await?.json().await?;
+        (done, total) = progress(&s);
+        if total > 0.0 && done / total >= 0.1 {
+            break;
+        }
+        if s["state"] != "running" && s["state"] != "queued" {
+            bail!("the bulk job ended before the edit: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at_send = done / total;
+    let (busy, _) = timed_edit(edit(1.0)).await?;
+    let s: Value = http.get(&bulk_url).send().await?.json().await?;
+    let at_finish = progress(&s).0 / total;
+    eprintln!(
+        "edit beside the bulk job: {:.2} s ({:.0}% to {:.0}% of the bulk job)",
+        busy.as_secs_f64(),
+        at_send * 100.0,
+        at_finish * 100.0
+    );
+    let (status, _) = wait(http, base, &bulk_job, None).await?;
+    let bulk = bulk_started.elapsed();
+    let bulk_tiles = status["progress"]["total"].as_i64().unwrap_or(0);
+    if bulk_tiles < 20_000 {
+        eprintln!("note: the bulk job has only {bulk_tiles} tiles; raise --bulk-zooms");
+    }
+    Ok(EditFigures {
+        idle,
+        busy,
+        dirty_tiles,
+        bulk,
+        bulk_tiles,
+        bulk_done_at_send: at_send,
+        bulk_done_at_finish: at_finish,
+    })
+}
+
+/// Moves every position of a GeoJSON geometry `dx` degrees east.
+fn shift(v: &mut Value, dx: f64) {
+    if let Some(a) = v.as_array_mut() {
+        if a.len() >= 2 && a.iter().all(Value::is_number) {
+            a[0] = serde_json::json!(a[0].as_f64().unwrap_or(0.0) + dx);
+        } else {
+            a.iter_mut().for_each(|c| shift(c, dx));
+        }
+    }
 }
 
 fn file_name(p: &Path) -> String {
