@@ -602,3 +602,75 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["version"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
+    const ZOOMS: &str = "0-6";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
+    let (job, layer) = upload(&server, "ne_110m_countries.geojson", ZOOMS).await;
+    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    // New data, cancelled halfway: some of its tiles are written.
+    let client = reqwest::Client::new();
+    let res = client
+        .put(server.url(&format!("/v1/layers/{layer}/data")))
+        .header("content-type", "application/geo+json")
+        .body(std::fs::read(sample("wa_countries_50m.geojson")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let replaced: Value = res.json().await.unwrap();
+    let replace_job = replaced["job"]["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    loop {
+        let j = server.job(&replace_job).await;
+        let done = j["progress"]["done"].as_i64().unwrap();
+        if done > 0 {
+            assert!(
+                Some(done) < j["progress"]["total"].as_i64(),
+                "finished before the cancel"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = client
+        .delete(server.url(&format!("/v1/jobs/{replace_job}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(wait(&server, &replace_job).await["state"], "cancelled");
+    let out = tempfile::tempdir().unwrap();
+    let published = reference_render("ne_110m_countries.geojson", ZOOMS, out.path());
+    assert!(
+        stored(dir.path(), &layer) != published,
+        "the cancelled job wrote some tiles"
+    );
+    // A small edit of the published data sets every tile right.
+    let res = client
+        .post(server.url(&format!("/v1/layers/{layer}/edits")))
+        .body(r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","id":"pin","properties":{},"geometry":{"type":"Point","coordinates":[0,0]}}]}}"#)
+        .send()
+        .await
+        .unwrap();
+    let edit: Value = res.json().await.unwrap();
+    let done = wait(&server, edit["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let mut fc: Value =
+        serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
+            .unwrap();
+    fc["features"].as_array_mut().unwrap().push(serde_json::json!({"type":"Feature","id":"pin","properties":{},"geometry":{"type":"Point","coordinates":[0,0]}}));
+    let file = dir.path().join("edited.geojson");
+    std::fs::write(&file, serde_json::to_vec(&fc).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render(file.to_str().unwrap(), ZOOMS, out.path());
+    assert!(
+        stored(dir.path(), &layer) == reference,
+        "the same tiles as a fresh render of the published data and the edit"
+    );
+}
