@@ -170,13 +170,15 @@ async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones()
 
     // The worker logged the exact tiles it changed, and purged them.
     let log = farm.log(serve);
-    let line = log
+    let lines: Vec<&str> = log
         .lines()
-        .find(|l| l.contains("tiles changed") && l.contains(&job))
-        .unwrap_or_else(|| panic!("no 'tiles changed' line for job {job}"));
-    let purged: BTreeSet<String> = line
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("paths=").or(Some(w)))
+        .filter(|l| l.contains("tiles changed") && l.contains(&job))
+        .collect();
+    assert!(!lines.is_empty(), "no 'tiles changed' line for job {job}");
+    let purged: BTreeSet<String> = lines
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .map(|w| w.strip_prefix("paths=").unwrap_or(w))
         .filter(|w| w.starts_with("/tiles/"))
         .map(String::from)
         .collect();

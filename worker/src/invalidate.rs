@@ -24,6 +24,9 @@ pub struct ChangedTiles {
     pub paths: Vec<String>,
 }
 
+/// Paths per log line.
+const LOG_LINE_PATHS: usize = 500;
+
 /// Purges in flight at once.
 const PURGES_IN_FLIGHT: usize = 16;
 
@@ -34,14 +37,19 @@ pub async fn report(
     client: &reqwest::Client,
     changed: &ChangedTiles,
 ) -> Result<(), String> {
-    tracing::info!(
-        job_id = %changed.job_id,
-        layer_id = %changed.layer_id,
-        version = changed.version,
-        tiles = changed.paths.len(),
-        paths = %changed.paths.join(" "),
-        "tiles changed"
-    );
+    // One line per LOG_LINE_PATHS paths, so a large change stays readable.
+    let parts = changed.paths.len().div_ceil(LOG_LINE_PATHS).max(1);
+    for (i, chunk) in changed.paths.chunks(LOG_LINE_PATHS).enumerate() {
+        tracing::info!(
+            job_id = %changed.job_id,
+            layer_id = %changed.layer_id,
+            version = changed.version,
+            tiles = changed.paths.len(),
+            part = format_args!("{}/{parts}", i + 1),
+            paths = %chunk.join(" "),
+            "tiles changed"
+        );
+    }
     if let Some(url) = &config.webhook {
         let response = client
             .post(url)
