@@ -38,6 +38,8 @@ enum Command {
     Worker(Box<farm::WorkerCmdArgs>),
     /// Upload a GeoJSON file to a tilefarm server and follow its job.
     Upload(upload::UploadArgs),
+    /// Send an edit of a layer's features to a tilefarm server and follow its job.
+    Edit(upload::EditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => farm::serve(*args),
         Command::Worker(args) => farm::worker(*args),
         Command::Upload(args) => upload::run(args),
+        Command::Edit(args) => upload::run_edit(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Farm, sample};
+use support::{Farm, features_with_ids, shift};
 use tilefarm_testkit::{free_port, wait_for_port};
 
 /// `varnishd` in the foreground on a free port, caching the tile origin and
@@ -100,27 +100,8 @@ async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones()
     let serve = farm.serve(&["--concurrency", "2", "--purge-url", &purge]);
 
     // The countries with ids, at zooms 0-3.
-    let fc: Value =
-        serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
-            .unwrap();
-    let mut features = fc["features"].as_array().unwrap().clone();
-    for (i, f) in features.iter_mut().enumerate() {
-        f["id"] = json!(i);
-    }
-    let body =
-        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap();
-    let (status, accepted) = farm
-        .upload("name=world&zooms=0-3", Some("application/geo+json"), body)
-        .await;
-    assert_eq!(status, 202, "{accepted}");
-    let layer = accepted["layer_id"].as_str().unwrap().to_string();
-    let (done, _) = farm
-        .wait_job(
-            accepted["job"]["id"].as_str().unwrap(),
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(done["state"], "succeeded", "{done}");
+    let features = features_with_ids("ne_110m_countries.geojson");
+    let layer = farm.upload_ready("world", "0-3", &features).await;
 
     // Every tile of the layer (and the transparent ones beside them) cached.
     let paths: Vec<String> = (0..=3u32)
@@ -145,16 +126,7 @@ async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones()
         .position(|f| f["properties"]["name"] == "France")
         .expect("France is in the sample");
     let mut moved = features[i].clone();
-    fn shift(v: &mut Value) {
-        if let Some(a) = v.as_array_mut() {
-            if a.len() >= 2 && a.iter().all(Value::is_number) {
-                a[0] = json!(a[0].as_f64().unwrap() - 25.0);
-            } else {
-                a.iter_mut().for_each(shift);
-            }
-        }
-    }
-    shift(&mut moved["geometry"]["coordinates"]);
+    shift(&mut moved["geometry"]["coordinates"], -25.0, 0.0);
     let edit = json!({"upsert": {"type": "FeatureCollection", "features": [moved]}});
     let res = http
         .post(format!("{}/v1/layers/{layer}/edits", farm.base))

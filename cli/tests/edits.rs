@@ -7,33 +7,15 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Farm, reference_render, sample};
-
-/// Moves every position of a GeoJSON geometry `dx` degrees east.
-fn shift(v: &mut Value, dx: f64) {
-    if let Some(a) = v.as_array_mut() {
-        if a.len() >= 2 && a.iter().all(Value::is_number) {
-            a[0] = json!((a[0].as_f64().unwrap() + dx).clamp(-180.0, 180.0));
-        } else {
-            a.iter_mut().for_each(|c| shift(c, dx));
-        }
-    }
-}
+use support::{Farm, collection, features_with_ids, reference_render, shift};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile() {
     const ZOOMS: &str = "0-6";
     let mut farm = Farm::new().await;
     farm.serve(&["--concurrency", "2"]);
-    let fc: Value =
-        serde_json::from_slice(&std::fs::read(sample("wa_countries_50m.geojson")).unwrap())
-            .unwrap();
-    let mut features = fc["features"].as_array().unwrap().clone();
-    for (i, f) in features.iter_mut().enumerate() {
-        f["id"] = json!(i);
-    }
-    let body =
-        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap();
+    let mut features = features_with_ids("wa_countries_50m.geojson");
+    let body = collection(&features);
     let (status, accepted) = farm
         .upload(
             &format!("name=world&zooms={ZOOMS}"),
@@ -51,7 +33,7 @@ async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile(
     let edits: Vec<Value> = (0..6)
         .map(|k| {
             let mut moved = features[k * 11].clone();
-            shift(&mut moved["geometry"]["coordinates"], 3.0);
+            shift(&mut moved["geometry"]["coordinates"], 3.0, 0.0);
             let point = json!({"type": "Feature", "id": 10_000 + k, "properties": {},
                 "geometry": {"type": "Point", "coordinates": [-120.0 + 40.0 * k as f64, 10.0]}});
             json!({"upsert": {"type": "FeatureCollection", "features": [moved, point]}})
@@ -120,5 +102,46 @@ async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile(
     let (_, info) = farm.get_json(&format!("/v1/layers/{layer}")).await;
     assert_eq!(info["published_version"], 7);
     assert_eq!(info["feature_count"], features.len());
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_beside_a_bulk_job_goes_first_and_finishes_while_it_runs() {
+    let mut farm = Farm::new().await;
+    farm.serve(&["--concurrency", "2"]);
+    // A small layer to edit, with ids.
+    let features = features_with_ids("ne_110m_countries.geojson");
+    let layer = farm.upload_ready("small", "0-5", &features).await;
+    // A bulk job of another layer, under way.
+    let (bulk, _) = farm
+        .upload_sample("wa_countries_50m.geojson", "bulk", "0-8")
+        .await;
+    farm.wait_for_progress(&bulk).await;
+    let mut moved = features[43].clone();
+    shift(&mut moved["geometry"]["coordinates"], 1.0, 0.0);
+    let res = farm
+        .http
+        .post(format!("{}/v1/layers/{layer}/edits", farm.base))
+        .json(&json!({"upsert": {"type": "FeatureCollection", "features": [moved]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let edit: Value = res.json().await.unwrap();
+    let (edited, _) = farm
+        .wait_job(
+            edit["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(edited["state"], "succeeded", "{edited}");
+    let bulk_now = farm.job(&bulk).await;
+    assert_eq!(
+        bulk_now["state"], "running",
+        "the edit finished while the bulk job ran: {bulk_now}"
+    );
+    let (bulk_done, _) = farm.wait_job(&bulk, Duration::from_secs(300)).await;
+    assert_eq!(bulk_done["state"], "succeeded", "{bulk_done}");
+    assert!(bulk_done["progress"]["total"].as_i64().unwrap() >= 20_000);
     farm.stop().await;
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{reference_render, sample};
+use support::{collection, features_with_ids, reference_render, sample, shift};
 use tilefarm_testkit::{free_port, tree, wait_for_port};
 
 struct Embedded {
@@ -98,8 +98,14 @@ async fn wait(server: &Embedded, job: &str) -> Value {
     }
 }
 
+/// A layer's tiles in the embedded store. A write cut short by SIGKILL can leave
+/// the local object store's staging file (`y.png#N`) beside the tile; it is
+/// never served, so it is not a tile.
 fn stored(data_dir: &std::path::Path, layer: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     tree(&data_dir.join("store/tiles").join(layer))
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".png"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +199,61 @@ async fn tilefarm_upload_follows_a_job_to_its_end_and_says_why_one_failed() {
     assert!(ok.status.success(), "{stderr}");
     assert!(stdout.contains("job succeeded"), "{stdout}");
     assert!(stdout.contains("/tilejson"), "{stdout}");
+    // The layer's id, from the TileJSON URL printed.
+    let layer = stdout
+        .split("/v1/layers/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a layer id in the output")
+        .to_string();
+    let tilefarm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .args(args)
+            .args(["--server", &server.url("")])
+            .output()
+            .unwrap()
+    };
+    // An edit, followed to its end.
+    let edit_file = dir.path().join("edit.json");
+    std::fs::write(
+        &edit_file,
+        r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","id":"pin","properties":{},"geometry":{"type":"Point","coordinates":[5,5]}}]}}"#,
+    )
+    .unwrap();
+    let edited = tilefarm(&["edit", &layer, edit_file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&edited.stdout);
+    assert!(
+        edited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+    assert!(stdout.contains("job succeeded"), "{stdout}");
+    // A bad edit is refused with the server's reason.
+    std::fs::write(&edit_file, r#"{"delete":[true]}"#).unwrap();
+    let refused = tilefarm(&["edit", &layer, edit_file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("refused") && stderr.contains("delete[0]"),
+        "{stderr}"
+    );
+    // New data for the same layer.
+    let replaced = tilefarm(&[
+        "upload",
+        sample("ne_110m_countries.geojson").to_str().unwrap(),
+        "--layer",
+        &layer,
+    ]);
+    let stdout = String::from_utf8_lossy(&replaced.stdout);
+    assert!(
+        replaced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("/v1/layers/{layer}/tilejson")),
+        "{stdout}"
+    );
     let bad_file = dir.path().join("bad.geojson");
     std::fs::write(
         &bad_file,
@@ -330,19 +391,6 @@ impl Rng {
     }
 }
 
-/// Moves every position of a GeoJSON geometry by `dx`, `dy` degrees.
-fn shift(v: &mut Value, dx: f64, dy: f64) {
-    if let Some(a) = v.as_array_mut() {
-        if a.len() >= 2 && a.iter().all(Value::is_number) {
-            let (x, y) = (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
-            a[0] = serde_json::json!((x + dx).clamp(-180.0, 180.0));
-            a[1] = serde_json::json!((y + dy).clamp(-80.0, 80.0));
-        } else {
-            a.iter_mut().for_each(|c| shift(c, dx, dy));
-        }
-    }
-}
-
 /// A random edit of 1 to 3 features (moved, added as a point or a square,
 /// deleted), applied to `features` as the farm applies it: an upsert of a known
 /// id in place, a new id at the end, a delete removed.
@@ -393,8 +441,7 @@ fn random_edit(rng: &mut Rng, features: &mut Vec<Value>, next_id: &mut u64) -> V
 }
 
 fn write_collection(path: &std::path::Path, features: &[Value]) {
-    let fc = serde_json::json!({"type": "FeatureCollection", "features": features});
-    std::fs::write(path, serde_json::to_vec(&fc).unwrap()).unwrap();
+    std::fs::write(path, collection(features)).unwrap();
 }
 
 async fn post_edit(server: &Embedded, layer: &str, edit: &Value) -> Value {
@@ -421,13 +468,7 @@ async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
         &["--invalidate-webhook", &hook.url],
     );
     // The countries, each with an id.
-    let sample_fc: Value =
-        serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
-            .unwrap();
-    let mut features: Vec<Value> = sample_fc["features"].as_array().unwrap().clone();
-    for (i, f) in features.iter_mut().enumerate() {
-        f["id"] = serde_json::json!(i);
-    }
+    let mut features = features_with_ids("ne_110m_countries.geojson");
     let mut next_id = features.len() as u64;
     let base = dir.path().join("base.geojson");
     write_collection(&base, &features);

@@ -19,6 +19,36 @@ pub fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The features of a sample FeatureCollection, each given its index as `id`.
+pub fn features_with_ids(file: &str) -> Vec<Value> {
+    let fc: Value = serde_json::from_slice(&std::fs::read(sample(file)).unwrap()).unwrap();
+    let mut features = fc["features"].as_array().unwrap().clone();
+    for (i, f) in features.iter_mut().enumerate() {
+        f["id"] = serde_json::json!(i);
+    }
+    features
+}
+
+/// `features` as a GeoJSON FeatureCollection.
+pub fn collection(features: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"type": "FeatureCollection", "features": features}))
+        .unwrap()
+}
+
+/// Moves every position of a GeoJSON geometry's coordinates by `dx`, `dy`
+/// degrees (kept within the world and away from the poles).
+pub fn shift(v: &mut Value, dx: f64, dy: f64) {
+    if let Some(a) = v.as_array_mut() {
+        if a.len() >= 2 && a.iter().all(Value::is_number) {
+            let (x, y) = (a[0].as_f64().unwrap(), a[1].as_f64().unwrap());
+            a[0] = serde_json::json!((x + dx).clamp(-180.0, 180.0));
+            a[1] = serde_json::json!((y + dy).clamp(-80.0, 80.0));
+        } else {
+            a.iter_mut().for_each(|c| shift(c, dx, dy));
+        }
+    }
+}
+
 pub struct Proc {
     pub name: String,
     pub child: Child,
@@ -145,6 +175,23 @@ impl Farm {
             json["job"]["id"].as_str().unwrap().to_string(),
             json["layer_id"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// Uploads `features` as a layer, waits for its job to succeed and returns
+    /// the layer's id.
+    pub async fn upload_ready(&self, name: &str, zooms: &str, features: &[Value]) -> String {
+        let (status, accepted) = self
+            .upload(
+                &format!("name={name}&zooms={zooms}"),
+                Some("application/geo+json"),
+                collection(features),
+            )
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        let job = accepted["job"]["id"].as_str().unwrap();
+        let (done, _) = self.wait_job(job, Duration::from_secs(120)).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+        accepted["layer_id"].as_str().unwrap().to_string()
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
