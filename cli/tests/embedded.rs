@@ -280,6 +280,8 @@ async fn tilefarm_upload_follows_a_job_to_its_end_and_says_why_one_failed() {
 struct Webhook {
     url: String,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// How many of the next requests to answer 503 (and not keep).
+    refuse: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Webhook {
@@ -288,11 +290,12 @@ impl Webhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = bodies.clone();
+        let refuse = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, refusing) = (bodies.clone(), refuse.clone());
         tokio::spawn(async move {
             loop {
                 let (mut socket, _) = listener.accept().await.unwrap();
-                let kept = kept.clone();
+                let (kept, refusing) = (kept.clone(), refusing.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -315,16 +318,27 @@ impl Webhook {
                         }
                         let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + length])
                             .expect("a JSON body");
-                        kept.lock().unwrap().push(body);
-                        let reply =
-                            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                        use std::sync::atomic::Ordering::SeqCst;
+                        let refused = refusing
+                            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        let reply = if refused {
+                            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        } else {
+                            kept.lock().unwrap().push(body);
+                            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        };
                         socket.write_all(reply.as_bytes()).await.unwrap();
                         return;
                     }
                 });
             }
         });
-        Webhook { url, bodies }
+        Webhook {
+            url,
+            bodies,
+            refuse,
+        }
     }
 
     /// The tiles (`z/x/y.png`) reported changed by `job`.
@@ -713,5 +727,79 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
     assert!(
         stored(dir.path(), &layer) == reference,
         "the same tiles as a fresh render of the published data and the edit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_by_the_next() {
+    const ZOOMS: &str = "0-3";
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Webhook::start().await;
+    let server = Embedded::start_with(
+        dir.path(),
+        dir.path().join("serve.log"),
+        &[
+            "--invalidate-webhook",
+            &hook.url,
+            "--retry-delays-ms",
+            "100,100,100",
+        ],
+    );
+    let mut features = features_with_ids("ne_110m_countries.geojson");
+    let base = dir.path().join("base.geojson");
+    write_collection(&base, &features);
+    let (job, layer) = upload(&server, base.to_str().unwrap(), ZOOMS).await;
+    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    let moved = |features: &[Value], i: usize, dx: f64| {
+        let mut f = features[i].clone();
+        shift(&mut f["geometry"]["coordinates"], dx, 0.0);
+        f
+    };
+    let upsert =
+        |f: &Value| serde_json::json!({"upsert": {"type": "FeatureCollection", "features": [f]}});
+
+    // Two refusals, then the hook answers: the job succeeds, reported once.
+    hook.refuse.store(2, SeqCst);
+    let first = moved(&features, 10, 4.0);
+    let accepted = post_edit(&server, &layer, &upsert(&first)).await;
+    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    let done = wait(&server, &job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(hook.refuse.load(SeqCst), 0, "both refusals were seen");
+    assert!(!hook.changed(&job).is_empty());
+    features[10] = first;
+
+    // A hook that keeps failing fails the job after its retries, with the reason
+    // in the job and the log...
+    hook.refuse.store(usize::MAX, SeqCst);
+    let lost = moved(&features, 20, -6.0);
+    let accepted = post_edit(&server, &layer, &upsert(&lost)).await;
+    let job = accepted["job"]["id"].as_str().unwrap().to_string();
+    let failed = wait(&server, &job).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("invalidation webhook"), "{message}");
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&job) && l.contains("webhook")),
+        "the failure is logged with the job id"
+    );
+    // ...and the next change builds on the published version and sets right
+    // the tiles the failed job wrote.
+    hook.refuse.store(0, SeqCst);
+    let last = moved(&features, 30, 5.0);
+    let accepted = post_edit(&server, &layer, &upsert(&last)).await;
+    let done = wait(&server, accepted["job"]["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    features[30] = last;
+    let final_data = dir.path().join("final.geojson");
+    write_collection(&final_data, &features);
+    let out = tempfile::tempdir().unwrap();
+    let reference = reference_render(final_data.to_str().unwrap(), ZOOMS, out.path());
+    assert!(
+        stored(dir.path(), &layer) == reference,
+        "the same tiles as a fresh render of the published data and the last edit"
     );
 }
