@@ -205,6 +205,10 @@ async fn change_accepted(
             return Err(e.into());
         }
     };
+    match kind {
+        ChangeKind::Edit => state.metrics.edits.inc(),
+        ChangeKind::Replace => state.metrics.replacements.inc(),
+    };
     tracing::info!(
         job_id = %change.job_id,
         layer_id = %layer_id,

@@ -20,6 +20,8 @@ use crate::{AppState, Transport};
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub uploads: Counter,
+    pub edits: Counter,
+    pub replacements: Counter,
     pub tile_stored: Counter,
     pub tile_empty: Counter,
     pub tile_not_modified: Counter,
@@ -118,6 +120,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut registry = Registry::with_prefix("tilefarm");
     let m = &state.metrics;
     registry.register("uploads", "Uploads accepted", m.uploads.clone());
+    registry.register("edits", "Edits of layers accepted", m.edits.clone());
+    registry.register(
+        "replacements",
+        "New data for existing layers accepted",
+        m.replacements.clone(),
+    );
     let tiles = Family::<Vec<(String, String)>, Counter>::default();
     for (result, c) in [
         ("stored", &m.tile_stored),

@@ -656,6 +656,15 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
     let done = wait(&server, added["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["version"], 4);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in ["tilefarm_edits_total 2", "tilefarm_replacements_total 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
