@@ -5,6 +5,10 @@
 -- CDN which tiles changed (an `invalidate` task).
 ALTER TABLE tasks ADD COLUMN dirty bytea;
 ALTER TABLE tasks ADD COLUMN replaces boolean NOT NULL DEFAULT false;
+-- When a worker took the task. A render task of a job that ended while a worker
+-- held it may still be writing tiles: the layer's next job waits for it (its
+-- `done_at`) or for a lease to run out.
+ALTER TABLE tasks ADD COLUMN claimed_at timestamptz;
 ALTER TABLE tasks DROP CONSTRAINT tasks_kind_check;
 ALTER TABLE tasks ADD CONSTRAINT tasks_kind_check
     CHECK (kind IN ('ingest', 'plan', 'render', 'edit', 'invalidate'));

@@ -29,6 +29,7 @@ pub use local::{LocalIncoming, LocalQueue};
 pub use sqlite::{SQLITE_MIGRATOR, SqliteStore};
 pub use status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 pub use store::{
-    Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, MIGRATOR,
-    NewLayer, OutboxMessage, PgStore, RENDER_QUEUE, RenderTask, Upload,
+    CLAIM_LEASE_SECONDS, Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE,
+    INTERACTIVE_QUEUE, MIGRATOR, NewLayer, OutboxMessage, PgStore, RENDER_QUEUE, RenderTask,
+    Upload,
 };

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::error::{StoreError, StoreResult};
 use crate::status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 use crate::store::{
-    Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, NewLayer,
-    OutboxMessage, RenderTask, Upload, check_new_layer, queue_for,
+    CLAIM_LEASE_SECONDS, Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE,
+    INTERACTIVE_QUEUE, NewLayer, OutboxMessage, RenderTask, Upload, check_new_layer, queue_for,
 };
 
 /// The embedded schema, applied by [`SqliteStore::open`].
@@ -346,6 +346,7 @@ impl SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(tiles) = tiles else {
+            release(&mut tx, task_id, job_id).await?;
             tx.commit().await?;
             return Ok(Completion::AlreadySettled);
         };
@@ -430,6 +431,47 @@ impl SqliteStore {
         Ok(true)
     }
 
+    pub async fn claim_task(&self, task_id: Uuid) -> StoreResult<bool> {
+        let claimed = sqlx::query(
+            "UPDATE tasks SET claimed_at = ?2 WHERE id = ?1 AND state = 'pending' RETURNING id",
+        )
+        .bind(task_id)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
+    }
+
+    pub async fn release_task(&self, task_id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let job_id: Option<Uuid> = sqlx::query_scalar("SELECT job_id FROM tasks WHERE id = ?1")
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(job_id) = job_id {
+            release(&mut tx, task_id, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn start_waiting(&self) -> StoreResult<usize> {
+        let layers: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT layer_id FROM jobs WHERE state = 'queued' AND stage = 'waiting'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut started = 0;
+        for layer_id in layers {
+            let mut tx = self.pool.begin().await?;
+            if start_layer(&mut tx, layer_id).await? {
+                started += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(started)
+    }
+
     pub async fn create_change(
         &self,
         layer_id: Uuid,
@@ -455,12 +497,8 @@ impl SqliteStore {
         .bind(t)
         .fetch_one(&mut *tx)
         .await?;
-        let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = ?1 AND state IN ('queued', 'running'))",
-        )
-        .bind(layer_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        // Behind any job of the layer not yet ended, even one only waiting.
+        let waiting = layer_busy(&mut tx, layer_id, true).await?;
         let (job_id, task_id) = (Uuid::new_v4(), Uuid::new_v4());
         sqlx::query(
             "INSERT INTO jobs (id, layer_id, version, kind, stage, created_at, updated_at)
@@ -659,20 +697,55 @@ async fn needs_invalidation(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> S
     .await?)
 }
 
+async fn release(tx: &mut Transaction<'_, Sqlite>, task_id: Uuid, job_id: Uuid) -> StoreResult<()> {
+    let released = sqlx::query(
+        "UPDATE tasks SET done_at = ?2
+         WHERE id = ?1 AND state IN ('cancelled', 'failed') AND claimed_at IS NOT NULL
+           AND done_at IS NULL",
+    )
+    .bind(task_id)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    if released.rows_affected() > 0 {
+        start_next(tx, job_id).await?;
+    }
+    Ok(())
+}
+
 async fn start_next(tx: &mut Transaction<'_, Sqlite>, ended_job: Uuid) -> StoreResult<()> {
     let layer_id: Uuid = sqlx::query_scalar("SELECT layer_id FROM jobs WHERE id = ?1")
         .bind(ended_job)
         .fetch_one(&mut **tx)
         .await?;
-    let busy: bool = sqlx::query_scalar(
+    start_layer(tx, layer_id).await?;
+    Ok(())
+}
+
+async fn layer_busy(
+    tx: &mut Transaction<'_, Sqlite>,
+    layer_id: Uuid,
+    or_waiting: bool,
+) -> StoreResult<bool> {
+    let lease_start = now() - chrono::Duration::seconds(CLAIM_LEASE_SECONDS);
+    Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = ?1
-                        AND state IN ('queued', 'running') AND stage <> 'waiting')",
+                        AND state IN ('queued', 'running') AND (?3 OR stage <> 'waiting'))
+             OR EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id
+                        WHERE j.layer_id = ?1 AND t.state IN ('cancelled', 'failed')
+                          AND t.done_at IS NULL AND t.claimed_at > ?2)",
     )
     .bind(layer_id)
+    .bind(lease_start)
+    .bind(or_waiting)
     .fetch_one(&mut **tx)
-    .await?;
+    .await?)
+}
+
+async fn start_layer(tx: &mut Transaction<'_, Sqlite>, layer_id: Uuid) -> StoreResult<bool> {
+    let busy = layer_busy(tx, layer_id, false).await?;
     if busy {
-        return Ok(());
+        return Ok(false);
     }
     let next = sqlx::query(
         "SELECT j.id AS job_id, j.kind AS job_kind, t.id AS task_id, t.kind AS task_kind
@@ -683,7 +756,7 @@ async fn start_next(tx: &mut Transaction<'_, Sqlite>, ended_job: Uuid) -> StoreR
     .bind(layer_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(next) = next else { return Ok(()) };
+    let Some(next) = next else { return Ok(false) };
     let (job_id, task_id): (Uuid, Uuid) = (next.try_get("job_id")?, next.try_get("task_id")?);
     let (job_kind, task_kind): (String, String) =
         (next.try_get("job_kind")?, next.try_get("task_kind")?);
@@ -693,7 +766,7 @@ async fn start_next(tx: &mut Transaction<'_, Sqlite>, ended_job: Uuid) -> StoreR
         .execute(&mut **tx)
         .await?;
     enqueue(tx, queue_for(&job_kind, &task_kind), task_id, job_id).await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn job_state(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<String> {

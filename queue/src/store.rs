@@ -95,6 +95,10 @@ pub struct ChangeBase {
     pub unfinished: Vec<RenderTask>,
 }
 
+/// How long a task a worker took may still be writing tiles after its job
+/// ended, unless the worker says it stopped sooner.
+pub const CLAIM_LEASE_SECONDS: i64 = 120;
+
 /// The queue for a task of `kind` in a job of `job_kind`: edits go first.
 pub(crate) fn queue_for(job_kind: &str, task_kind: &str) -> &'static str {
     match (job_kind, task_kind) {
@@ -273,6 +277,9 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = settled else {
+            // A task of a job that ended while this worker held it: it has
+            // stopped writing now, which may let the layer's next job start.
+            release(&mut tx, task_id, job_id).await?;
             tx.commit().await?;
             return Ok(Completion::AlreadySettled);
         };
@@ -356,6 +363,54 @@ impl PgStore {
         Ok(true)
     }
 
+    /// Marks a pending task taken by a worker; `false` when it is not pending
+    /// any more (done, or its job ended), and there is nothing to do.
+    pub async fn claim_task(&self, task_id: Uuid) -> StoreResult<bool> {
+        let claimed = sqlx::query(
+            "UPDATE tasks SET claimed_at = now() WHERE id = $1 AND state = 'pending' RETURNING id",
+        )
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// Records that no worker holds a task of an ended job any more (it failed
+    /// for good, or its worker is gone), so the layer's next job may start.
+    pub async fn release_task(&self, task_id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let job_id: Option<Uuid> = sqlx::query_scalar("SELECT job_id FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(job_id) = job_id {
+            lock_job(&mut tx, job_id).await?;
+            release(&mut tx, task_id, job_id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts every waiting job whose layer has nothing under way: a safety net
+    /// for a job that ended while a worker that then vanished held one of its
+    /// tasks. Returns the jobs started.
+    pub async fn start_waiting(&self) -> StoreResult<usize> {
+        let layers: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT layer_id FROM jobs WHERE state = 'queued' AND stage = 'waiting'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut started = 0;
+        for layer_id in layers {
+            let mut tx = self.pool.begin().await?;
+            if start_layer(&mut tx, layer_id).await? {
+                started += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(started)
+    }
+
     /// Records a change to an existing layer in one transaction: its next
     /// version (the edit or the new data at `source_key`), a job, the job's first
     /// task, and, unless another job of the layer has yet to end, its message.
@@ -385,12 +440,8 @@ impl PgStore {
         .bind(source_key)
         .fetch_one(&mut *tx)
         .await?;
-        let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = $1 AND state IN ('queued', 'running'))",
-        )
-        .bind(layer_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        // Behind any job of the layer not yet ended, even one only waiting.
+        let waiting = layer_busy(&mut tx, layer_id, true).await?;
         let (job_id, task_id) = (Uuid::new_v4(), Uuid::new_v4());
         sqlx::query(
             "INSERT INTO jobs (id, layer_id, version, kind, stage) VALUES ($1, $2, $3, $4, $5)",
@@ -612,25 +663,71 @@ async fn needs_invalidation(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) ->
     .await?)
 }
 
-/// After a job of a layer ended: starts the layer's next waiting job, if no
-/// other job of the layer is under way.
-async fn start_next(tx: &mut Transaction<'_, Postgres>, ended_job: Uuid) -> StoreResult<()> {
-    let layer_id: Uuid = sqlx::query_scalar(
-        "SELECT l.id FROM layers l JOIN jobs j ON j.layer_id = l.id WHERE j.id = $1
-         FOR UPDATE OF l",
+/// Marks a claimed task of an ended job released and, if that was the last
+/// thing its layer waited for, starts the layer's next job.
+async fn release(
+    tx: &mut Transaction<'_, Postgres>,
+    task_id: Uuid,
+    job_id: Uuid,
+) -> StoreResult<()> {
+    let released = sqlx::query(
+        "UPDATE tasks SET done_at = now()
+         WHERE id = $1 AND state IN ('cancelled', 'failed') AND claimed_at IS NOT NULL
+           AND done_at IS NULL",
     )
-    .bind(ended_job)
-    .fetch_one(&mut **tx)
+    .bind(task_id)
+    .execute(&mut **tx)
     .await?;
-    let busy: bool = sqlx::query_scalar(
+    if released.rows_affected() > 0 {
+        start_next(tx, job_id).await?;
+    }
+    Ok(())
+}
+
+/// After a job of a layer ended (or let go of a task): starts the layer's next
+/// waiting job, if nothing of the layer is under way.
+async fn start_next(tx: &mut Transaction<'_, Postgres>, ended_job: Uuid) -> StoreResult<()> {
+    let layer_id: Uuid = sqlx::query_scalar("SELECT layer_id FROM jobs WHERE id = $1")
+        .bind(ended_job)
+        .fetch_one(&mut **tx)
+        .await?;
+    start_layer(tx, layer_id).await?;
+    Ok(())
+}
+
+/// Whether a layer has a job under way (counting waiting ones too with
+/// `or_waiting`), or a task a worker may still be writing tiles for although its
+/// job ended.
+async fn layer_busy(
+    tx: &mut Transaction<'_, Postgres>,
+    layer_id: Uuid,
+    or_waiting: bool,
+) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE layer_id = $1
-                        AND state IN ('queued', 'running') AND stage <> 'waiting')",
+                        AND state IN ('queued', 'running') AND ($3 OR stage <> 'waiting'))
+             OR EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id
+                        WHERE j.layer_id = $1 AND t.state IN ('cancelled', 'failed')
+                          AND t.done_at IS NULL
+                          AND t.claimed_at > now() - make_interval(secs => $2))",
     )
     .bind(layer_id)
+    .bind(CLAIM_LEASE_SECONDS as f64)
+    .bind(or_waiting)
     .fetch_one(&mut **tx)
-    .await?;
+    .await?)
+}
+
+/// Starts the oldest waiting job of a layer unless another job of it is under
+/// way, or a worker may still be writing tiles for a job of it that ended.
+async fn start_layer(tx: &mut Transaction<'_, Postgres>, layer_id: Uuid) -> StoreResult<bool> {
+    sqlx::query("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
+        .bind(layer_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let busy = layer_busy(tx, layer_id, false).await?;
     if busy {
-        return Ok(());
+        return Ok(false);
     }
     let next = sqlx::query(
         "SELECT j.id AS job_id, j.kind AS job_kind, t.id AS task_id, t.kind AS task_kind
@@ -641,7 +738,7 @@ async fn start_next(tx: &mut Transaction<'_, Postgres>, ended_job: Uuid) -> Stor
     .bind(layer_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(next) = next else { return Ok(()) };
+    let Some(next) = next else { return Ok(false) };
     let (job_id, task_id): (Uuid, Uuid) = (next.try_get("job_id")?, next.try_get("task_id")?);
     let (job_kind, task_kind): (String, String) =
         (next.try_get("job_kind")?, next.try_get("task_kind")?);
@@ -650,7 +747,7 @@ async fn start_next(tx: &mut Transaction<'_, Postgres>, ended_job: Uuid) -> Stor
         .execute(&mut **tx)
         .await?;
     enqueue(tx, queue_for(&job_kind, &task_kind), task_id, job_id).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Locks a job's row for the rest of the transaction and returns its state.

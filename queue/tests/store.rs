@@ -481,3 +481,67 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
+    let db = TestDb::new().await;
+    let (up, ids) = planned(&db, 2, 64).await;
+    // A worker takes the first task; then the job is cancelled.
+    assert!(db.store.claim_task(ids[0]).await.unwrap());
+    db.store.cancel_job(up.job_id).await.unwrap();
+    assert!(
+        !db.store.claim_task(ids[1]).await.unwrap(),
+        "a task of an ended job is not taken"
+    );
+    // A change now waits: that worker may still be writing tiles.
+    let before = outbox(&db).await.len();
+    let change = db
+        .store
+        .create_change(up.layer_id, ChangeKind::Replace, "uploads/r")
+        .await
+        .unwrap();
+    assert!(change.waiting);
+    assert_eq!(db.store.start_waiting().await.unwrap(), 0);
+    assert_eq!(outbox(&db).await.len(), before);
+    // The worker finishes: nothing is counted, and the change starts.
+    assert_eq!(
+        db.store.complete_task(ids[0]).await.unwrap(),
+        Completion::AlreadySettled
+    );
+    let sent = outbox(&db).await;
+    assert_eq!(sent.len(), before + 1);
+    assert_eq!(sent[before].1["task"], json!(change.task_id));
+    assert_eq!(
+        db.store.job(up.job_id).await.unwrap().unwrap().tiles_done,
+        0
+    );
+
+    // A worker that vanished holding a task: released when the task is
+    // delivered again (or its lease runs out).
+    let edit = db
+        .store
+        .create_change(up.layer_id, ChangeKind::Edit, "uploads/e")
+        .await
+        .unwrap();
+    let render = db
+        .store
+        .plan(change.job_id, change.task_id, &tasks(1, 64))
+        .await
+        .unwrap();
+    assert!(db.store.claim_task(render[0]).await.unwrap());
+    let before = outbox(&db).await.len();
+    db.store
+        .fail_job(change.job_id, "task_failed", "gone")
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox(&db).await.len(),
+        before,
+        "the edit waits for the task"
+    );
+    db.store.release_task(render[0]).await.unwrap();
+    let sent = outbox(&db).await;
+    assert_eq!(sent.len(), before + 1);
+    assert_eq!(sent[before].1["task"], json!(edit.task_id));
+    db.drop().await;
+}

@@ -136,6 +136,11 @@ impl Farm {
         };
         if !ctx.is_live() {
             tracing::debug!(job_id = %ctx.job_id, task_id = %ctx.task_id, "task already settled");
+            if ctx.task_state != "done" {
+                // Delivered again after its job ended: whoever held it before
+                // is gone, so it no longer holds up the layer's next job.
+                self.store.release_task(ctx.task_id).await?;
+            }
             return Ok(());
         }
         match ctx.kind.as_str() {
@@ -173,7 +178,7 @@ impl Farm {
             Err(e) => return Err(transient(e)),
         };
         // A change builds on the published version; a first upload on nothing.
-        let base = if ctx.version > 1 {
+        let mut base = if ctx.version > 1 {
             let base = self.store.change_base(ctx.layer_id).await?;
             let features = match &base.published {
                 Some((_, key)) => self.features(key).await?,
@@ -189,7 +194,9 @@ impl Farm {
             .on_pool(move || -> Result<Ingested, (&'static str, String)> {
                 let (features, edited) = if is_edit {
                     let edit = Edit::from_json(&data).map_err(|e| ("invalid_edit", e))?;
-                    let old = base.as_ref().map(|b| b.0.clone()).unwrap_or_default();
+                    // The edit's plan needs only the changed features, not the old layer.
+                    let old = base.as_mut().map(|b| std::mem::take(&mut b.0));
+                    let old = old.unwrap_or_default();
                     let applied = edit.apply(old).map_err(|e| ("unknown_feature", e))?;
                     (applied.features, Some((applied.before, applied.after)))
                 } else {
@@ -278,6 +285,11 @@ impl Farm {
             ));
         };
         let meta = MetaTile { z, x, y, n };
+        // Taken, so that if the job ends while the tiles are written, the
+        // layer's next job waits for them instead of racing them.
+        if !self.store.claim_task(ctx.task_id).await? {
+            return Ok(());
+        }
         let prepared = self.prepared(ctx).await?;
         let tile_size = self.config.tile_size;
         let tiles = tiles_in(meta, ctx.dirty.as_deref());

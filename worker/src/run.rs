@@ -140,7 +140,12 @@ async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
                 Some(other) => format!("a task was dead-lettered ({other})"),
                 None => "a task was dead-lettered".to_string(),
             };
-            match farm.store.fail_job(msg.job, "task_failed", &reason).await {
+            // No worker holds a dead letter's task any more.
+            let failed = match farm.store.fail_job(msg.job, "task_failed", &reason).await {
+                Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+                Err(e) => Err(e),
+            };
+            match failed {
                 Ok(true) => {
                     tracing::error!(job_id = %msg.job, task_id = %msg.task, "job failed: {reason}");
                     Outcome::Done
@@ -225,6 +230,8 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
                     if let Err(e) = farm.fail_job(job_id, "task_failed", &message).await {
                         tracing::error!(%job_id, "could not record the failure: {e}");
+                    } else if let Err(e) = farm.store.release_task(task_id).await {
+                        tracing::warn!(%job_id, %task_id, "could not release the task: {e}");
                     }
                     Outcome::Permanent(e.to_string())
                 }
@@ -242,8 +249,10 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
 pub async fn run_relay(store: JobStore, broker: BrokerConfig, stop: CancellationToken) {
     const BATCH: i64 = 500;
     const POLL: Duration = Duration::from_millis(50);
+    let mut sweep = Sweep::default();
     while let Some(connection) = connect(&broker, &stop, "outbox relay").await {
         loop {
+            sweep.run(&store).await;
             let pause = match connection.relay_outbox(&store, BATCH).await {
                 Ok(n) if n as i64 == BATCH => Duration::ZERO,
                 Ok(_) => POLL,
@@ -300,7 +309,9 @@ pub async fn run_local_worker(
 /// [`run_relay`] into the embedded, in-process queue.
 pub async fn run_local_relay(store: JobStore, queue: LocalQueue, stop: CancellationToken) {
     const POLL: Duration = Duration::from_millis(50);
+    let mut sweep = Sweep::default();
     loop {
+        sweep.run(&store).await;
         let sent = store
             .relay_outbox(500, |messages| async {
                 messages
@@ -323,6 +334,33 @@ pub async fn run_local_relay(store: JobStore, queue: LocalQueue, stop: Cancellat
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Every few seconds, starts waiting jobs whose layer has nothing under way any
+/// more: a job held up by a task whose worker vanished starts once the task's
+/// lease runs out.
+#[derive(Debug, Default)]
+struct Sweep {
+    last: Option<std::time::Instant>,
+}
+
+impl Sweep {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    async fn run(&mut self, store: &JobStore) {
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        match store.start_waiting().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                jobs = n,
+                "started jobs that waited for an ended job's tasks"
+            ),
+            Err(e) => tracing::debug!("could not look for waiting jobs: {e}"),
         }
     }
 }
