@@ -5,6 +5,9 @@
 -- CDN which tiles changed (an `invalidate` task).
 ALTER TABLE tasks ADD COLUMN dirty bytea;
 ALTER TABLE tasks ADD COLUMN replaces boolean NOT NULL DEFAULT false;
+-- The tiles a task that replaces tiles found different and rewrote or deleted
+-- (a mask like `dirty`): what the job reports to caches.
+ALTER TABLE tasks ADD COLUMN changed bytea;
 -- When a worker took the task. A render task of a job that ended while a worker
 -- held it may still be writing tiles: the layer's next job waits for it (its
 -- `done_at`) or for a lease to run out.

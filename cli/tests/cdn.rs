@@ -154,10 +154,8 @@ async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones()
         .filter(|w| w.starts_with("/tiles/"))
         .map(String::from)
         .collect();
-    assert_eq!(
-        done["progress"]["total"].as_u64(),
-        Some(purged.len() as u64)
-    );
+    // The edit re-rendered its dirty tiles and purged those that changed.
+    assert!(done["progress"]["total"].as_u64().unwrap() >= purged.len() as u64);
     assert!(
         !purged.is_empty() && purged.len() < paths.len() / 2,
         "{purged:?}"
@@ -176,14 +174,17 @@ async fn after_an_edit_the_proxy_serves_new_tiles_and_keeps_the_untouched_ones()
             .to_vec();
         let (bytes, hit) = through(&http, varnish.port, p).await;
         assert!(bytes == origin, "{p}: the proxy serves what the origin has");
+        // Purged exactly where the tile changed.
+        assert_eq!(
+            purged.contains(p),
+            bytes != old[p],
+            "{p}: purged if and only if changed"
+        );
         if purged.contains(p) {
             assert!(!hit, "{p} changed and was purged, yet came from the cache");
-        } else {
-            assert!(hit, "{p} was not touched by the edit, yet left the cache");
-            assert!(bytes == old[p], "{p} was not touched, yet differs");
-        }
-        if bytes != old[p] {
             changed += 1;
+        } else {
+            assert!(hit, "{p} was not changed by the edit, yet left the cache");
         }
     }
     assert!(changed > 0, "the edit changed some tiles");

@@ -1,5 +1,5 @@
 -- Edits and replacements (see the PostgreSQL migration of the same name): tasks
--- gain `dirty`, `replaces` and `claimed_at`, and the kind `invalidate`. SQLite cannot change a
+-- gain `dirty`, `replaces`, `claimed_at` and `changed`, and the kind `invalidate`. SQLite cannot change a
 -- CHECK constraint, so the table is rebuilt.
 CREATE TABLE tasks_new (
     id         blob PRIMARY KEY,
@@ -18,7 +18,8 @@ CREATE TABLE tasks_new (
     done_at    text,
     dirty      blob,
     replaces   integer NOT NULL DEFAULT 0,
-    claimed_at text
+    claimed_at text,
+    changed    blob
 );
 INSERT INTO tasks_new (id, job_id, kind, z, x, y, n, tiles, state, attempts, last_error,
                        created_at, done_at)

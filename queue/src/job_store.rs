@@ -89,6 +89,8 @@ forward! {
     fn change_base(&self, layer_id: Uuid) -> StoreResult<ChangeBase>;
     /// The render tasks of a job.
     fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>>;
+    /// Adds to the tiles a task has changed.
+    fn record_changed(&self, task_id: Uuid, changed: &[u8]) -> StoreResult<()>;
     /// Marks a pending task taken by a worker; `false` when there is nothing to do.
     fn claim_task(&self, task_id: Uuid) -> StoreResult<bool>;
     /// Records that no worker holds a task of an ended job any more.

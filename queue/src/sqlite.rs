@@ -17,6 +17,7 @@ use crate::status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 use crate::store::{
     CLAIM_LEASE_SECONDS, Change, ChangeBase, ChangeKind, Completion, INGEST_QUEUE,
     INTERACTIVE_QUEUE, NewLayer, OutboxMessage, RenderTask, Upload, check_new_layer, queue_for,
+    union,
 };
 
 /// The embedded schema, applied by [`SqliteStore::open`].
@@ -431,6 +432,23 @@ impl SqliteStore {
         Ok(true)
     }
 
+    pub async fn record_changed(&self, task_id: Uuid, changed: &[u8]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT changed FROM tasks WHERE id = ?1")
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let merged = union(current.flatten(), changed);
+        sqlx::query("UPDATE tasks SET changed = ?2 WHERE id = ?1")
+            .bind(task_id)
+            .bind(merged)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn claim_task(&self, task_id: Uuid) -> StoreResult<bool> {
         let claimed = sqlx::query(
             "UPDATE tasks SET claimed_at = ?2 WHERE id = ?1 AND state = 'pending' RETURNING id",
@@ -549,7 +567,7 @@ impl SqliteStore {
         })
         .transpose()?;
         let rows = sqlx::query(
-            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces FROM tasks t
+            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces, t.changed FROM tasks t
              JOIN jobs j ON j.id = t.job_id
              JOIN layers l ON l.id = j.layer_id
              WHERE j.layer_id = ?1 AND j.state IN ('failed', 'cancelled') AND t.kind = 'render'
@@ -569,7 +587,7 @@ impl SqliteStore {
 
     pub async fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>> {
         let rows = sqlx::query(
-            "SELECT z, x, y, n, tiles, dirty, replaces FROM tasks
+            "SELECT z, x, y, n, tiles, dirty, replaces, changed FROM tasks
              WHERE job_id = ?1 AND kind = 'render' ORDER BY z, y, x",
         )
         .bind(job_id)
@@ -684,6 +702,7 @@ fn render_task_from_row(r: &SqliteRow) -> Result<RenderTask, sqlx::Error> {
         tiles: r.try_get::<i64, _>("tiles")? as u32,
         dirty: r.try_get("dirty")?,
         replaces: r.try_get("replaces")?,
+        changed: r.try_get("changed")?,
     })
 }
 

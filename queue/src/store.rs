@@ -48,6 +48,9 @@ pub struct RenderTask {
     /// Whether the task replaces tiles already stored: it deletes those that
     /// became empty, and the job ends by reporting the tiles it changed.
     pub replaces: bool,
+    /// The tiles it found different and rewrote or deleted (a mask like
+    /// `dirty`), once it has run.
+    pub changed: Option<Vec<u8>>,
 }
 
 /// What a change to an existing layer is.
@@ -98,6 +101,16 @@ pub struct ChangeBase {
 /// How long a task a worker took may still be writing tiles after its job
 /// ended, unless the worker says it stopped sooner.
 pub const CLAIM_LEASE_SECONDS: i64 = 120;
+
+/// The union of two tile masks.
+pub(crate) fn union(a: Option<Vec<u8>>, b: &[u8]) -> Vec<u8> {
+    let mut out = a.unwrap_or_default();
+    if out.len() < b.len() {
+        out.resize(b.len(), 0);
+    }
+    out.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
+    out
+}
 
 /// The queue for a task of `kind` in a job of `job_kind`: edits go first.
 pub(crate) fn queue_for(job_kind: &str, task_kind: &str) -> &'static str {
@@ -363,6 +376,25 @@ impl PgStore {
         Ok(true)
     }
 
+    /// Adds `changed` (a mask like [`RenderTask::dirty`]) to the tiles a task
+    /// has changed; a task run again adds to what it changed before.
+    pub async fn record_changed(&self, task_id: Uuid, changed: &[u8]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT changed FROM tasks WHERE id = $1 FOR UPDATE")
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let merged = union(current.flatten(), changed);
+        sqlx::query("UPDATE tasks SET changed = $2 WHERE id = $1")
+            .bind(task_id)
+            .bind(merged)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Marks a pending task taken by a worker; `false` when it is not pending
     /// any more (done, or its job ended), and there is nothing to do.
     pub async fn claim_task(&self, task_id: Uuid) -> StoreResult<bool> {
@@ -492,7 +524,7 @@ impl PgStore {
         .map(|r| Ok::<_, sqlx::Error>((r.try_get("version")?, r.try_get("prepared_key")?)))
         .transpose()?;
         let rows = sqlx::query(
-            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces FROM tasks t
+            "SELECT t.z, t.x, t.y, t.n, t.tiles, t.dirty, t.replaces, t.changed FROM tasks t
              JOIN jobs j ON j.id = t.job_id
              JOIN layers l ON l.id = j.layer_id
              WHERE j.layer_id = $1 AND j.state IN ('failed', 'cancelled') AND t.kind = 'render'
@@ -513,7 +545,7 @@ impl PgStore {
     /// The render tasks of a job.
     pub async fn render_tasks(&self, job_id: Uuid) -> StoreResult<Vec<RenderTask>> {
         let rows = sqlx::query(
-            "SELECT z, x, y, n, tiles, dirty, replaces FROM tasks
+            "SELECT z, x, y, n, tiles, dirty, replaces, changed FROM tasks
              WHERE job_id = $1 AND kind = 'render' ORDER BY z, y, x",
         )
         .bind(job_id)
@@ -655,6 +687,7 @@ fn render_task_from_row(r: &sqlx::postgres::PgRow) -> Result<RenderTask, sqlx::E
         tiles: r.try_get::<i32, _>("tiles")? as u32,
         dirty: r.try_get("dirty")?,
         replaces: r.try_get("replaces")?,
+        changed: r.try_get("changed")?,
     })
 }
 

@@ -209,6 +209,7 @@ pub fn plan_edit(
             tiles: tiles.len() as u32,
             dirty: Some(mask(meta, &tiles)),
             replaces: true,
+            changed: None,
         }));
     }
     tasks
@@ -245,6 +246,7 @@ pub fn whole(m: MetaTile, replaces: bool) -> RenderTask {
         tiles: m.tile_count() as u32,
         dirty: None,
         replaces,
+        changed: None,
     }
 }
 
@@ -292,6 +294,7 @@ pub fn merge_tasks(tasks: Vec<RenderTask>, extra: Vec<RenderTask>) -> Vec<Render
                 tiles,
                 dirty,
                 replaces: true,
+                changed: None,
             }
         })
         .collect()
@@ -407,6 +410,7 @@ mod tests {
             y: 16,
             n: 8,
             replaces: true,
+            changed: None,
         };
         let b = RenderTask {
             dirty: Some(mask(meta, &tiles[1..])),

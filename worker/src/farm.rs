@@ -300,12 +300,22 @@ impl Farm {
             })
             .await?
             .map_err(TaskError::Permanent)?;
-        // A first render leaves transparent tiles out; a change deletes them.
-        let replaces = ctx.replaces;
-        let writes: Vec<RenderedTile> = rendered
-            .into_iter()
-            .filter(|(_, png)| png.is_some() || replaces)
-            .collect();
+        // A first render leaves transparent tiles out. A change compares each
+        // tile with the one stored and rewrites (or deletes) only those that
+        // differ, recording them first for the caches.
+        let writes: Vec<RenderedTile> = if ctx.replaces {
+            let changed = self.changed_tiles(ctx.layer_id, rendered).await?;
+            let tiles: Vec<_> = changed.iter().map(|(t, _)| *t).collect();
+            self.store
+                .record_changed(ctx.task_id, &crate::change::mask(meta, &tiles))
+                .await?;
+            changed
+        } else {
+            rendered
+                .into_iter()
+                .filter(|(_, png)| png.is_some())
+                .collect()
+        };
         let (objects, layer) = (self.objects.clone(), ctx.layer_id);
         futures_util::stream::iter(writes)
             .map(move |(t, png)| {
@@ -333,6 +343,34 @@ impl Farm {
         Ok(())
     }
 
+    /// The rendered tiles that differ from the stored ones (a transparent tile
+    /// differs from a stored one by being absent).
+    async fn changed_tiles(
+        &self,
+        layer: Uuid,
+        rendered: Vec<RenderedTile>,
+    ) -> Result<Vec<RenderedTile>, TaskError> {
+        let (objects, ids) = (
+            self.objects.clone(),
+            rendered.iter().map(|r| r.0).collect::<Vec<_>>(),
+        );
+        let stored: Vec<Option<Bytes>> = futures_util::stream::iter(ids)
+            .map(move |t| {
+                let objects = objects.clone();
+                async move { objects.get_tile(layer, t).await }
+            })
+            .buffered(self.config.uploads_in_flight.max(1))
+            .try_collect()
+            .await
+            .map_err(transient)?;
+        Ok(rendered
+            .into_iter()
+            .zip(stored)
+            .filter(|((_, new), old)| new.as_deref() != old.as_deref())
+            .map(|(r, _)| r)
+            .collect())
+    }
+
     /// Reports the tiles a job changed to the log, the webhook and the cache,
     /// then completes the job.
     async fn invalidate(&self, ctx: &TaskContext) -> Result<(), TaskError> {
@@ -347,7 +385,8 @@ impl Farm {
                     y: t.y,
                     n: t.n,
                 };
-                tiles_in(meta, t.dirty.as_deref())
+                // A task that never recorded what it changed changed nothing.
+                tiles_in(meta, Some(t.changed.as_deref().unwrap_or_default()))
             })
             .map(|t| format!("/tiles/{}/{}/{}/{}.png", ctx.layer_id, t.z, t.x, t.y))
             .collect();

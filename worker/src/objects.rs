@@ -157,6 +157,19 @@ impl Objects {
             .map(|_| ())
     }
 
+    /// A stored tile's bytes, or `None` where there is no tile.
+    pub async fn get_tile(
+        &self,
+        layer: Uuid,
+        t: TileId,
+    ) -> object_store::Result<Option<bytes::Bytes>> {
+        match self.store.get(&self.tile_key(layer, t)).await {
+            Ok(r) => r.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a tile; one that is not there is as good as deleted.
     pub async fn delete_tile(&self, layer: Uuid, t: TileId) -> object_store::Result<()> {
         match self.store.delete(&self.tile_key(layer, t)).await {
