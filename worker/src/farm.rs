@@ -178,13 +178,13 @@ impl Farm {
             Err(e) => return Err(transient(e)),
         };
         // A change builds on the published version; a first upload on nothing.
-        let mut base = if ctx.version > 1 {
+        let base = if ctx.version > 1 {
             let base = self.store.change_base(ctx.layer_id).await?;
-            let features = match &base.published {
-                Some((_, key)) => self.features(key).await?,
-                None => Vec::new(),
+            let published = match &base.published {
+                Some((version, key)) => Some(self.load(ctx.layer_id, *version, key, &style).await?),
+                None => None,
             };
-            Some((features, base.unfinished))
+            Some((published, base.unfinished))
         } else {
             None
         };
@@ -194,9 +194,10 @@ impl Farm {
             .on_pool(move || -> Result<Ingested, (&'static str, String)> {
                 let (features, edited) = if is_edit {
                     let edit = Edit::from_json(&data).map_err(|e| ("invalid_edit", e))?;
-                    // The edit's plan needs only the changed features, not the old layer.
-                    let old = base.as_mut().map(|b| std::mem::take(&mut b.0));
-                    let old = old.unwrap_or_default();
+                    let old = match &base {
+                        Some((Some(p), _)) => p.features.as_ref().clone(),
+                        _ => Vec::new(),
+                    };
                     let applied = edit.apply(old).map_err(|e| ("unknown_feature", e))?;
                     (applied.features, Some((applied.before, applied.after)))
                 } else {
@@ -221,8 +222,9 @@ impl Farm {
                         merge_tasks(plan_edit(&before, &after, &style, zooms, m, ts), unfinished)
                     }
                     (Some((old, unfinished)), None) => {
-                        let old = Layer::new(&old, &style);
-                        merge_tasks(plan_replace(&old, &layer, zooms, m, ts), unfinished)
+                        let empty = Layer::new(&[], &style);
+                        let old = old.as_ref().map_or(&empty, |p| &p.layer);
+                        merge_tasks(plan_replace(old, &layer, zooms, m, ts), unfinished)
                     }
                 };
                 let bounds = layer.bounds().map(|b| {
@@ -231,10 +233,11 @@ impl Farm {
                     [w, s, e, n]
                 });
                 Ok(Ingested {
-                    features: Bytes::from(bytes),
+                    bytes: Bytes::from(bytes),
                     count: features.len() as i64,
                     tasks,
                     bounds,
+                    prepared: PreparedLayer::new(layer, features),
                 })
             })
             .await?;
@@ -245,7 +248,7 @@ impl Farm {
         let key = self.objects.prepared_key(ctx.layer_id, ctx.version);
         self.objects
             .store
-            .put(&key, ingested.features.into())
+            .put(&key, ingested.bytes.into())
             .await
             .map_err(transient)?;
         self.store
@@ -257,6 +260,12 @@ impl Farm {
                 ingested.bounds,
             )
             .await?;
+        // This worker has the new version at hand: its render tasks and the
+        // layer's next edit need not read it back.
+        let _ = self
+            .layers
+            .cell(ctx.layer_id, ctx.version)
+            .set(Arc::new(ingested.prepared));
         match self
             .store
             .plan(ctx.job_id, ctx.task_id, &ingested.tasks)
@@ -409,54 +418,46 @@ impl Farm {
         Ok(())
     }
 
-    /// The features stored at `key` (a version's prepared GeoJSONSeq).
-    async fn features(&self, key: &str) -> Result<Vec<Feature>, TaskError> {
-        let data = self
-            .objects
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(transient)?
-            .bytes()
-            .await
-            .map_err(transient)?;
-        let key = key.to_string();
-        self.on_pool(move || {
-            read_geojson(&data[..], &ReadOptions::default())
-                .map(|r| r.features)
-                .map_err(|e| TaskError::Permanent(format!("prepared features {key}: {e}")))
-        })
-        .await?
+    /// The prepared layer of a task's layer version.
+    async fn prepared(&self, ctx: &TaskContext) -> Result<Arc<PreparedLayer>, TaskError> {
+        let Some(key) = &ctx.prepared_key else {
+            return Err(TaskError::Permanent(
+                "the layer version was never ingested".into(),
+            ));
+        };
+        let style = Style::from_json(&ctx.style.to_string())
+            .map_err(|e| TaskError::Permanent(e.to_string()))?;
+        self.load(ctx.layer_id, ctx.version, key, &style).await
     }
 
-    /// The prepared layer of a task's layer version, loaded once per worker.
-    async fn prepared(&self, ctx: &TaskContext) -> Result<Arc<PreparedLayer>, TaskError> {
-        let cell = self.layers.cell(ctx.layer_id, ctx.version);
+    /// A layer version's prepared features (stored at `key`), loaded once per
+    /// worker; the version a worker ingested is there already.
+    async fn load(
+        &self,
+        layer: Uuid,
+        version: i32,
+        key: &str,
+        style: &Style,
+    ) -> Result<Arc<PreparedLayer>, TaskError> {
+        let cell = self.layers.cell(layer, version);
         let loaded = cell
             .get_or_try_init(|| async {
-                let Some(key) = &ctx.prepared_key else {
-                    return Err(TaskError::Permanent(
-                        "the layer version was never ingested".into(),
-                    ));
-                };
                 let data = self
                     .objects
                     .store
-                    .get(&Path::from(key.as_str()))
+                    .get(&Path::from(key))
                     .await
                     .map_err(transient)?
                     .bytes()
                     .await
                     .map_err(transient)?;
-                let style = Style::from_json(&ctx.style.to_string())
-                    .map_err(|e| TaskError::Permanent(e.to_string()))?;
+                let (key, style) = (key.to_string(), style.clone());
                 self.on_pool(move || {
-                    let report = read_geojson(&data[..], &ReadOptions::default())
-                        .map_err(|e| TaskError::Permanent(format!("prepared features: {e}")))?;
-                    Ok(Arc::new(PreparedLayer {
-                        layer: Layer::new(&report.features, &style),
-                        zooms: std::array::from_fn(|_| OnceLock::new()),
-                    }))
+                    let report = read_geojson(&data[..], &ReadOptions::default()).map_err(|e| {
+                        TaskError::Permanent(format!("prepared features {key}: {e}"))
+                    })?;
+                    let layer = Layer::new(&report.features, &style);
+                    Ok::<_, TaskError>(Arc::new(PreparedLayer::new(layer, report.features)))
                 })
                 .await?
             })
@@ -492,20 +493,32 @@ impl Farm {
 }
 
 struct Ingested {
-    features: Bytes,
+    bytes: Bytes,
     count: i64,
     tasks: Vec<tilefarm_queue::RenderTask>,
     bounds: Option<[f64; 4]>,
+    /// The new version, ready for its render tasks and the next change.
+    prepared: PreparedLayer,
 }
 
 /// A layer version ready to render, with its zooms prepared on first use.
 #[derive(Debug)]
 struct PreparedLayer {
     layer: Layer,
+    /// The features it was made of, which the next edit applies to.
+    features: Arc<Vec<Feature>>,
     zooms: [OnceLock<ZoomLayer>; MAX_ZOOM as usize + 1],
 }
 
 impl PreparedLayer {
+    fn new(layer: Layer, features: Vec<Feature>) -> PreparedLayer {
+        PreparedLayer {
+            layer,
+            features: Arc::new(features),
+            zooms: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
     fn zoom(&self, z: u8, tile_size: u32) -> &ZoomLayer {
         self.zooms[usize::from(z)].get_or_init(|| ZoomLayer::new(&self.layer, z, tile_size))
     }
