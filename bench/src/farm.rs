@@ -50,6 +50,11 @@ struct Args {
     /// Zooms of the layer that is edited.
     #[arg(long, default_value = "0-7")]
     edit_zooms: String,
+    /// Data of the layer that is edited (default: data/ne_110m_countries.geojson);
+    /// each feature is given its index as id, and the edit moves France, or the
+    /// middle feature where there is no France.
+    #[arg(long)]
+    edit_data: Option<PathBuf>,
     /// The tilefarm binary (default: the one beside this program).
     #[arg(long)]
     tilefarm: Option<PathBuf>,
@@ -240,8 +245,12 @@ async fn edit_beside_bulk(
     bulk_data: &[u8],
     args: &Args,
 ) -> Result<EditFigures> {
-    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/ne_110m_countries.geojson");
-    let mut fc: Value = serde_json::from_slice(&std::fs::read(&small)?)?;
+    let small = args.edit_data.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/ne_110m_countries.geojson")
+    });
+    let mut fc: Value = serde_json::from_slice(
+        &std::fs::read(&small).with_context(|| format!("cannot read {}", small.display()))?,
+    )?;
     let features = fc["features"]
         .as_array_mut()
         .context("a FeatureCollection")?;
@@ -251,7 +260,8 @@ async fn edit_beside_bulk(
     let france = features
         .iter()
         .find(|f| f["properties"]["name"] == "France")
-        .context("France in the countries")?
+        .or(features.get(features.len() / 2))
+        .context("no feature to edit")?
         .clone();
     let job = upload(http, base, &serde_json::to_vec(&fc)?, &args.edit_zooms).await?;
     let (status, _) = wait(http, base, &job, None).await?;
@@ -263,7 +273,7 @@ async fn edit_beside_bulk(
         "edit: layer of {} features ready",
         fc["features"].as_array().map_or(0, Vec::len)
     );
-    // Each edit moves France a little further east.
+    // Each edit moves the feature a little further east.
     let edit = |step: f64| {
         let mut f = france.clone();
         shift(&mut f["geometry"]["coordinates"], step);
