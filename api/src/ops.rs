@@ -13,6 +13,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tilefarm_queue::{Broker, DEAD_QUEUE, WORK_QUEUES};
+use tilefarm_worker::BrokerConfig;
 
 use crate::{AppState, Transport};
 
@@ -25,6 +26,53 @@ pub struct Metrics {
     pub tile_stored: Counter,
     pub tile_empty: Counter,
     pub tile_not_modified: Counter,
+    /// The connection `/readyz` and `/metrics` read the queues over.
+    broker: BrokerProbe,
+}
+
+/// One broker connection for the process's checks and metrics, kept open
+/// across scrapes: made on first use, and again only after it breaks.
+#[derive(Debug, Default)]
+struct BrokerProbe {
+    broker: tokio::sync::Mutex<Option<Broker>>,
+}
+
+impl BrokerProbe {
+    /// Ready messages in each work queue and the dead-letter queue.
+    async fn depths(&self, config: &BrokerConfig) -> Result<Vec<(&'static str, u32)>, String> {
+        let mut held = self.broker.lock().await;
+        if held
+            .as_ref()
+            .is_some_and(|b| !b.connection().status().connected())
+        {
+            *held = None;
+        }
+        let result = tokio::time::timeout(CHECK_TIMEOUT, async {
+            if held.is_none() {
+                *held = Some(Broker::connect(&config.url, config.policy.clone()).await?);
+            }
+            let broker = held.as_ref().expect("connected just now");
+            let mut depths = Vec::new();
+            for q in WORK_QUEUES.into_iter().chain([DEAD_QUEUE]) {
+                depths.push((q, broker.depth(q).await?));
+            }
+            Ok::<_, tilefarm_queue::BrokerError>(depths)
+        })
+        .await;
+        match result {
+            Ok(Ok(depths)) => Ok(depths),
+            failed => {
+                // Whatever broke, the next check starts on a fresh connection.
+                if let Some(broker) = held.take() {
+                    let _ = broker.connection().close(200, "reconnecting".into()).await;
+                }
+                Err(match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {CHECK_TIMEOUT:?}"),
+                })
+            }
+        }
+    }
 }
 
 /// `GET /healthz`: the process is up.
@@ -59,16 +107,7 @@ async fn queue_depths(state: &AppState) -> Result<Vec<(&'static str, u32)>, Stri
             return Ok(depths);
         }
     };
-    check(async {
-        let broker = Broker::connect(&config.url, config.policy.clone()).await?;
-        let mut depths = Vec::new();
-        for q in WORK_QUEUES.into_iter().chain([DEAD_QUEUE]) {
-            depths.push((q, broker.depth(q).await?));
-        }
-        let _ = broker.connection().close(200, "done".into()).await;
-        Ok::<_, tilefarm_queue::BrokerError>(depths)
-    })
-    .await
+    state.metrics.broker.depths(config).await
 }
 
 /// `GET /readyz`: the database, the object store and the broker all answer.
@@ -150,17 +189,32 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     registry.register("jobs", "Jobs by state", jobs);
     let depth = Family::<Vec<(String, String)>, Gauge>::default();
+    let (broker_up, dead_letters) = (Gauge::<i64>::default(), Gauge::<i64>::default());
     if let Ok(depths) = queue_depths(&state).await {
+        broker_up.set(1);
         for (queue, n) in depths {
             depth
                 .get_or_create(&vec![("queue".into(), queue.into())])
                 .set(i64::from(n));
+            if queue == DEAD_QUEUE {
+                dead_letters.set(i64::from(n));
+            }
         }
     }
     registry.register(
         "queue_ready_messages",
         "Messages ready in each queue",
         depth,
+    );
+    registry.register(
+        "dead_letters",
+        "Tasks in the dead-letter queue (see tilefarm dlq list)",
+        dead_letters,
+    );
+    registry.register(
+        "broker_up",
+        "1 when the queues could be read from the broker at this scrape",
+        broker_up,
     );
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a string");

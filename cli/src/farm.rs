@@ -6,14 +6,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use tilefarm_api::{ApiConfig, AppState, Transport};
-use tilefarm_queue::{JobStore, LocalQueue, PgStore, QueuePolicy, SqliteStore};
+use tilefarm_queue::{JobStore, LocalQueue, QueuePolicy, SqliteStore};
 use tilefarm_worker::{
-    BrokerConfig, Farm, FarmConfig, Objects, run_local_relay, run_local_worker, run_relay,
-    run_worker,
+    BrokerConfig, Drain, Farm, FarmConfig, Objects, WorkerMetrics, run_local_relay,
+    run_local_worker, run_relay, run_worker, serve_worker_endpoint,
 };
 use tokio_util::sync::CancellationToken;
-
-use crate::migrate::redact;
 
 /// Where the farm's shared parts are.
 #[derive(Debug, Args)]
@@ -68,6 +66,10 @@ pub struct WorkerArgs {
     /// for each changed tile to this cache (a CDN or a proxy such as Varnish).
     #[arg(long, env = "TILEFARM_PURGE_URL", value_name = "URL")]
     pub purge_url: Option<String>,
+    /// Serve this worker's /metrics (Prometheus), /healthz and /drain (stop
+    /// taking work, answer once the tasks in hand are done: a preStop hook) here.
+    #[arg(long, env = "TILEFARM_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -149,9 +151,7 @@ async fn connect(args: &FarmArgs, allow_embedded: bool) -> Result<Parts> {
             missing.join(", ")
         );
     };
-    let db = PgStore::connect(database)
-        .await
-        .with_context(|| format!("cannot connect to the job store at {}", redact(database)))?;
+    let db = crate::migrate::connect_store(database).await?;
     db.migrate()
         .await
         .context("the job store's migrations failed")?;
@@ -271,6 +271,21 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         } else {
             Some(farm(&parts, &args.worker)?)
         };
+        let drain = Drain {
+            stop: stop.clone(),
+            drained: CancellationToken::new(),
+        };
+        let endpoint = match (args.worker.metrics_listen, &workers) {
+            (Some(_), None) => {
+                anyhow::bail!(
+                    "--metrics-listen is for processes that run tasks; the API serves /metrics"
+                )
+            }
+            (Some(address), Some((_, slots))) => {
+                Some(start_endpoint(address, *slots, drain.clone()).await?)
+            }
+            (None, _) => None,
+        };
         start_background(&parts, workers, &stop, &mut background);
         let config = ApiConfig {
             token: args.token.clone(),
@@ -309,6 +324,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .context("the HTTP server failed")?;
         while background.join_next().await.is_some() {}
+        drain.drained.cancel();
+        if let Some(endpoint) = endpoint {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), endpoint).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -319,6 +338,14 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
         let parts = connect(&args.farm, false).await?;
         let workers = farm(&parts, &args.worker)?;
         let stop = stop_on_signal();
+        let drain = Drain {
+            stop: stop.clone(),
+            drained: CancellationToken::new(),
+        };
+        let endpoint = match args.worker.metrics_listen {
+            Some(address) => Some(start_endpoint(address, workers.1, drain.clone()).await?),
+            None => None,
+        };
         let mut background = tokio::task::JoinSet::new();
         start_background(&parts, Some(workers), &stop, &mut background);
         // The worker ends on a stop; then the relay is stopped too.
@@ -327,7 +354,31 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
                 stop.cancel();
             }
         }
+        drain.drained.cancel();
+        if let Some(endpoint) = endpoint {
+            // Let a waiting /drain have its answer.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), endpoint).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Starts a worker's /metrics, /healthz and /drain endpoint.
+async fn start_endpoint(
+    address: SocketAddr,
+    slots: usize,
+    drain: Drain,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for metrics"))?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let metrics = Arc::new(WorkerMetrics::default());
+    metrics.slots.set(i64::try_from(slots).unwrap_or(i64::MAX));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve_worker_endpoint(listener, metrics, drain).await {
+            tracing::warn!("the metrics endpoint failed: {e}");
+        }
+    }))
 }

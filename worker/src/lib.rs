@@ -9,6 +9,7 @@
 mod change;
 mod farm;
 mod invalidate;
+mod metrics;
 mod objects;
 mod plan;
 mod pmtiles;
@@ -19,6 +20,7 @@ mod sink;
 pub use change::{Applied, Edit, mask, merge_tasks, plan_edit, plan_replace, tiles_in};
 pub use farm::{Farm, FarmConfig, TaskError};
 pub use invalidate::{ChangedTiles, InvalidationConfig};
+pub use metrics::{Drain, WorkerMetrics, metrics_router, serve_worker_endpoint};
 pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
 pub use plan::{RenderPlan, plan_render};
 pub use pmtiles::PmTilesSink;

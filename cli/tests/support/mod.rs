@@ -135,6 +135,22 @@ impl Farm {
         self.spawn(name, &["worker", "--concurrency", &c])
     }
 
+    /// Waits until process `i` exits by itself; its exit status.
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.procs[i].child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{} did not exit within {within:?}",
+                self.procs[i].name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(&self.procs[i].log).unwrap_or_default()
     }
