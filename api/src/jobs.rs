@@ -79,7 +79,24 @@ async fn find(state: &AppState, raw: &str) -> ApiResult<JobStatus> {
 
 /// `GET /v1/jobs/{id}`
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(job_json(&find(&state, &id).await?)))
+    let job = find(&state, &id).await?;
+    let mut answer = job_json(&job);
+    answer["ingest"] = ingest_summary(&state, &job).await;
+    Ok(Json(answer))
+}
+
+/// What the job's upload held (format, source CRS, features, ...), once its
+/// ingest has read it; `null` before, and for edits.
+async fn ingest_summary(state: &AppState, job: &JobStatus) -> Value {
+    use object_store::ObjectStoreExt;
+    let key = state.objects.summary_key(job.layer_id, job.version);
+    match state.objects.store.get(&key).await {
+        Ok(r) => match r.bytes().await {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        },
+        Err(_) => Value::Null,
+    }
 }
 
 #[derive(Debug, Deserialize)]

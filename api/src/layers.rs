@@ -10,23 +10,46 @@ use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tilefarm_formats::{Crs, ReadOptions, SNIFF_LEN, sniff};
 use tilefarm_queue::{ChangeKind, LayerInfo, NewLayer};
 use tilefarm_renderer::Style;
-use tilefarm_worker::{Edit, parse_zoom_range};
+use tilefarm_worker::{Edit, Objects, parse_zoom_range};
 use uuid::Uuid;
 
 use crate::jobs::{job_json, parse_id};
 use crate::{ApiError, ApiResult, AppState};
 
-/// Media types an upload may have.
-const GEOJSON_TYPES: [&str; 6] = [
+/// Media types an upload may say it has; its format is told from its content
+/// all the same. An upload that says no type is read by its content too.
+const DATA_TYPES: [&str; 19] = [
     "application/geo+json",
     "application/json",
     "application/geo+json-seq",
     "application/json-seq",
     "application/x-ndjson",
     "application/geojson",
+    "application/octet-stream",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/geopackage+sqlite3",
+    "application/x-sqlite3",
+    "application/vnd.sqlite3",
+    "application/flatgeobuf",
+    "text/csv",
+    "text/plain",
+    "application/vnd.google-earth.kml+xml",
+    "application/vnd.google-earth.kmz",
+    "application/xml",
+    "text/xml",
 ];
+
+/// Refuses reading options that cannot work, before the body is read.
+fn check_read_options(options: &ReadOptions) -> ApiResult<()> {
+    if let Some(crs) = &options.crs {
+        Crs::from_name(crs).map_err(|m| ApiError::bad_request("invalid_crs", m))?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -35,9 +58,14 @@ pub struct UploadQuery {
     zooms: Option<String>,
     /// A style as JSON (see docs/style.md); the reference style when absent.
     style: Option<String>,
+    /// How to read it: `table` (a GeoPackage table), `lon`, `lat` and `geometry`
+    /// (CSV columns) and `crs` (`EPSG:27700`).
+    #[serde(flatten)]
+    read: ReadOptions,
 }
 
-/// Refuses an upload that does not say it is GeoJSON.
+/// Refuses an upload whose media type says it is not map data (an image, a
+/// page, ...).
 fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -50,15 +78,15 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
                 .to_ascii_lowercase()
         });
     match content_type.as_deref() {
-        Some(t) if GEOJSON_TYPES.contains(&t) => {}
-        other => {
+        None => {}
+        Some(t) if DATA_TYPES.contains(&t) => {}
+        Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "the upload's Content-Type is {}; send GeoJSON as application/geo+json \
-                     (or GeoJSONSeq as application/geo+json-seq)",
-                    other.map_or("missing".to_string(), |t| format!("{t:?}"))
+                    "the upload's Content-Type is {other:?}; send GeoJSON, a zipped Shapefile, \
+                     a GeoPackage, FlatGeobuf, CSV or KML (its format is read from its content)"
                 ),
             ));
         }
@@ -109,7 +137,8 @@ pub async fn upload(
     body: Body,
 ) -> ApiResult<Response> {
     let layer = check_upload(&q, &headers, state.config.max_zoom)?;
-    let (key, size) = store_upload(&state, body).await?;
+    check_read_options(&q.read)?;
+    let (key, size) = store_upload(&state, body, &q.read).await?;
     let upload = match state.store.create_upload(&layer, key.as_ref()).await {
         Ok(u) => u,
         Err(e) => {
@@ -144,12 +173,14 @@ pub async fn upload(
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(read): Query<ReadOptions>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let layer = find(&state, &id).await?;
     check_content_type(&headers)?;
-    let (key, size) = store_upload(&state, body).await?;
+    check_read_options(&read)?;
+    let (key, size) = store_upload(&state, body, &read).await?;
     change_accepted(&state, layer.id, ChangeKind::Replace, &key, size).await
 }
 
@@ -234,20 +265,40 @@ async fn change_accepted(
         .into_response())
 }
 
-/// Streams an upload's body to a new key; nothing is left behind if it fails.
-async fn store_upload(state: &AppState, body: Body) -> ApiResult<(object_store::path::Path, u64)> {
+/// Streams an upload's body to a new key, with the options to read it by
+/// beside it; nothing is left behind if it fails.
+async fn store_upload(
+    state: &AppState,
+    body: Body,
+    options: &ReadOptions,
+) -> ApiResult<(object_store::path::Path, u64)> {
     let key = state.objects.upload_key(Uuid::new_v4());
-    match store_body(state, &key, body).await {
+    let options_key = Objects::upload_options_key(&key);
+    let stored = async {
+        let size = store_body(state, &key, body).await?;
+        if !options.is_default() {
+            let json = serde_json::to_vec(options).expect("in memory");
+            state
+                .objects
+                .store
+                .put(&options_key, json.into())
+                .await
+                .map_err(|e| ApiError::internal("could not store the upload's options", e))?;
+        }
+        Ok(size)
+    };
+    match stored.await {
         Ok(size) => Ok((key, size)),
         Err(e) => {
             let _ = state.objects.store.delete(&key).await;
+            let _ = state.objects.store.delete(&options_key).await;
             Err(e)
         }
     }
 }
 
 /// Streams an upload's body to `key`, refusing it once it passes the size
-/// limit, and a body that cannot be GeoJSON from its first byte.
+/// limit, and a body whose first bytes are none of the formats tilefarm reads.
 async fn store_body(
     state: &AppState,
     key: &object_store::path::Path,
@@ -259,25 +310,19 @@ async fn store_body(
         object_store::buffered::BufWriter::new(state.objects.store.clone(), key.clone());
     let mut stream = body.into_data_stream();
     let mut size = 0u64;
-    let mut first_byte = None;
+    // The first bytes, until there are enough to tell the format.
+    let mut head = Vec::new();
+    let mut sniffed = false;
     let result: ApiResult<()> = async {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("upload_interrupted", format!("the upload broke off: {e}"))
             })?;
-            if first_byte.is_none() {
-                first_byte = chunk.iter().copied().find(|b| !b.is_ascii_whitespace());
-                if let Some(b) = first_byte
-                    && b != b'{'
-                    && b != 0x1e
-                {
-                    return Err(ApiError::bad_request(
-                        "not_geojson",
-                        format!(
-                            "the upload is not GeoJSON: it starts with {:?}, not '{{'",
-                            char::from(b)
-                        ),
-                    ));
+            if !sniffed {
+                head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_LEN - head.len())]);
+                sniffed = head.len() >= SNIFF_LEN;
+                if sniffed {
+                    sniff_upload(&head)?;
                 }
             }
             size += chunk.len() as u64;
@@ -293,11 +338,15 @@ async fn store_body(
                 .await
                 .map_err(|e| ApiError::internal("could not store the upload", e))?;
         }
-        if first_byte.is_none() {
+        if !head.iter().any(|b| !b.is_ascii_whitespace()) {
             return Err(ApiError::bad_request(
                 "empty_upload",
-                "the upload is empty: send a GeoJSON FeatureCollection as the body",
+                "the upload is empty: send GeoJSON, a zipped Shapefile, a GeoPackage, \
+                 FlatGeobuf, CSV or KML as the body",
             ));
+        }
+        if !sniffed {
+            sniff_upload(&head)?;
         }
         writer
             .shutdown()
@@ -310,6 +359,13 @@ async fn store_body(
         return Err(e);
     }
     Ok(size)
+}
+
+/// Refuses an upload whose first bytes are none of the formats tilefarm reads.
+fn sniff_upload(head: &[u8]) -> ApiResult<()> {
+    sniff(head)
+        .map(|_| ())
+        .map_err(|m| ApiError::bad_request("unsupported_format", m))
 }
 
 async fn find(state: &AppState, raw: &str) -> ApiResult<LayerInfo> {

@@ -1,13 +1,13 @@
-//! `tilefarm render`: GeoJSON to a PNG tile pyramid on disk or in an object store.
+//! `tilefarm render`: map data (GeoJSON, a zipped Shapefile, GeoPackage, FlatGeobuf,
+//! CSV, KML) to a PNG tile pyramid on disk or in an object store.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tilefarm_renderer::{Layer, OnInvalid, ReadOptions, Style, read_geojson, unit_to_lonlat};
+use tilefarm_formats::{ReadOptions, read_path};
+use tilefarm_renderer::{Layer, OnInvalid, Style, unit_to_lonlat};
 use tilefarm_worker::{
     DirSink, ObjectStoreSink, PmTilesSink, PyramidOptions, TileSink, check_options,
     parse_zoom_range, render_pyramid,
@@ -15,10 +15,61 @@ use tilefarm_worker::{
 
 use crate::progress::Progress;
 
+/// How to read an input: which layer, which CSV columns, which CRS.
+#[derive(Debug, Default, Args)]
+pub struct ReadArgs {
+    /// The GeoPackage table (or zipped Shapefile) to read (default: the first).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// CSV: the longitude (or x) column, when not one of the usual names.
+    #[arg(long)]
+    pub lon: Option<String>,
+    /// CSV: the latitude (or y) column.
+    #[arg(long)]
+    pub lat: Option<String>,
+    /// CSV: a column of WKT geometries.
+    #[arg(long)]
+    pub geometry: Option<String>,
+    /// The CRS of a CSV's coordinates (default WGS84), or of a Shapefile
+    /// without .prj: `EPSG:27700`.
+    #[arg(long)]
+    pub crs: Option<String>,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> ReadOptions {
+        ReadOptions {
+            layer: self.table.clone(),
+            lon: self.lon.clone(),
+            lat: self.lat.clone(),
+            geometry: self.geometry.clone(),
+            crs: self.crs.clone(),
+            ..ReadOptions::default()
+        }
+    }
+
+    /// The same as query parameters of an upload.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("table", &self.table),
+            ("lon", &self.lon),
+            ("lat", &self.lat),
+            ("geometry", &self.geometry),
+            ("crs", &self.crs),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// GeoJSON or newline-delimited GeoJSON (GeoJSONSeq) file; `-` reads stdin.
+    /// GeoJSON or GeoJSONSeq, a zipped Shapefile, GeoPackage, FlatGeobuf, CSV or
+    /// KML/KMZ file (told from its content); `-` reads stdin.
     pub input: PathBuf,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Zoom range, `MIN-MAX` or a single zoom.
     #[arg(long, default_value = "0-5", value_parser = parse_zoom_range)]
     pub zooms: (u8, u8),
@@ -78,21 +129,17 @@ pub fn run(args: RenderArgs) -> Result<()> {
     };
 
     let name = args.input.display().to_string();
-    let reader: Box<dyn Read> = if name == "-" {
-        Box::new(std::io::stdin().lock())
+    let mut read_options = args.read.options();
+    read_options.on_invalid = if args.skip_invalid {
+        OnInvalid::Skip
     } else {
-        Box::new(File::open(&args.input).with_context(|| format!("cannot open {name}"))?)
-    };
-    let read_options = ReadOptions {
-        on_invalid: if args.skip_invalid {
-            OnInvalid::Skip
-        } else {
-            OnInvalid::Fail
-        },
+        OnInvalid::Fail
     };
     let started = std::time::Instant::now();
-    let report = read_geojson(reader, &read_options)
-        .with_context(|| format!("{name} is not usable GeoJSON"))?;
+    let upload =
+        read_path(&args.input, &read_options).with_context(|| format!("{name} cannot be read"))?;
+    tracing::info!(format = %upload.format, crs = upload.crs, "read {name}");
+    let report = upload.report;
     for skipped in &report.skipped {
         tracing::warn!("{name}: skipped {skipped}");
     }

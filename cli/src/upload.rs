@@ -13,8 +13,11 @@ use crate::progress::Progress;
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
-    /// GeoJSON or GeoJSONSeq file.
+    /// GeoJSON or GeoJSONSeq, a zipped Shapefile, GeoPackage, FlatGeobuf, CSV or
+    /// KML/KMZ file (the server tells the format from its content).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub read: crate::render::ReadArgs,
     /// The tilefarm server.
     #[arg(long, env = "TILEFARM_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
@@ -61,6 +64,7 @@ impl UploadArgs {
     pub fn for_file(file: PathBuf, server: String, zooms: String, token: Option<String>) -> Self {
         UploadArgs {
             file,
+            read: crate::render::ReadArgs::default(),
             server,
             name: None,
             zooms,
@@ -140,9 +144,20 @@ async fn submit(
 }
 
 fn content_type(file: &std::path::Path) -> &'static str {
-    match file.extension().and_then(|e| e.to_str()) {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
         Some("geojsons" | "geojsonl" | "ndjson" | "jsonl") => "application/geo+json-seq",
-        _ => "application/geo+json",
+        Some("geojson" | "json") => "application/geo+json",
+        Some("zip") => "application/zip",
+        Some("gpkg") => "application/geopackage+sqlite3",
+        Some("csv") => "text/csv",
+        Some("kml") => "application/vnd.google-earth.kml+xml",
+        Some("kmz") => "application/vnd.google-earth.kmz",
+        Some("fgb") => "application/flatgeobuf",
+        _ => "application/octet-stream",
     }
 }
 
@@ -163,8 +178,11 @@ pub async fn upload(args: UploadArgs) -> Result<()> {
     }
     let http = reqwest::Client::new();
     let server = args.server.trim_end_matches('/');
+    query.extend(args.read.query());
     let req = match &args.layer {
-        Some(layer) => http.put(format!("{server}/v1/layers/{layer}/data")),
+        Some(layer) => http
+            .put(format!("{server}/v1/layers/{layer}/data"))
+            .query(&args.read.query()),
         None => http.post(format!("{server}/v1/layers")).query(&query),
     };
     let req = req

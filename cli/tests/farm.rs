@@ -180,9 +180,9 @@ async fn bad_uploads_are_refused_or_fail_clearly_and_leave_nothing_visible() {
     too_big.extend(std::iter::repeat_n(b' ', 1_200_000));
     type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, Expect);
     let cases: Vec<Case> = vec![
-        ("not JSON", ok_query.into(), geo, b"hello, world".to_vec(), Refused(400, "not_geojson")),
-        ("CSV content type", ok_query.into(), Some("text/csv"), fc(point).into(), Refused(415, "unsupported_media_type")),
-        ("no content type", ok_query.into(), None, fc(point).into(), Refused(415, "unsupported_media_type")),
+        ("not map data", ok_query.into(), geo, b"\x00\x01hello, world".to_vec(), Refused(400, "unsupported_format")),
+        ("image content type", ok_query.into(), Some("image/png"), fc(point).into(), Refused(415, "unsupported_media_type")),
+        ("page content type", ok_query.into(), Some("text/html"), fc(point).into(), Refused(415, "unsupported_media_type")),
         ("too big", ok_query.into(), geo, too_big, Refused(413, "upload_too_large")),
         ("empty body", ok_query.into(), geo, Vec::new(), Refused(400, "empty_upload")),
         ("blank body", ok_query.into(), geo, b"  \n ".to_vec(), Refused(400, "empty_upload")),

@@ -4,6 +4,8 @@
 //! message saying so; nothing is skipped.
 #![forbid(unsafe_code)]
 
+pub mod gis;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -177,6 +177,10 @@ impl Farm {
             }
             Err(e) => return Err(transient(e)),
         };
+        let read_options = match self.upload_options(&source).await? {
+            Ok(o) => o,
+            Err(message) => return self.fail_job(ctx.job_id, "invalid_options", &message).await,
+        };
         // A change builds on the published version; a first upload on nothing.
         let base = if ctx.version > 1 {
             let base = self.store.change_base(ctx.layer_id).await?;
@@ -192,6 +196,7 @@ impl Farm {
         let (config, zooms) = (self.config.clone(), ctx.min_zoom..=ctx.max_zoom);
         let ingested = self
             .on_pool(move || -> Result<Ingested, (&'static str, String)> {
+                let mut summary = None;
                 let (features, edited) = if is_edit {
                     let edit = Edit::from_json(&data).map_err(|e| ("invalid_edit", e))?;
                     let old = match &base {
@@ -201,9 +206,11 @@ impl Farm {
                     let applied = edit.apply(old).map_err(|e| ("unknown_feature", e))?;
                     (applied.features, Some((applied.before, applied.after)))
                 } else {
-                    let report = read_geojson(&data[..], &ReadOptions::default())
-                        .map_err(|e| ("invalid_geojson", e.to_string()))?;
-                    (report.features, None)
+                    let upload = tilefarm_formats::read_bytes(&data, &read_options)
+                        .map_err(|e| (e.code(), e.to_string()))?;
+                    let json = serde_json::to_vec(&upload.summary()).expect("in memory");
+                    summary = Some(Bytes::from(json));
+                    (upload.report.features, None)
                 };
                 let mut bytes = Vec::with_capacity(data.len());
                 for f in &features {
@@ -234,6 +241,7 @@ impl Farm {
                 });
                 Ok(Ingested {
                     bytes: Bytes::from(bytes),
+                    summary,
                     count: features.len() as i64,
                     tasks,
                     bounds,
@@ -246,6 +254,14 @@ impl Farm {
             Err((code, message)) => return self.fail_job(ctx.job_id, code, &message).await,
         };
         let key = self.objects.prepared_key(ctx.layer_id, ctx.version);
+        if let Some(summary) = ingested.summary {
+            let summary_key = self.objects.summary_key(ctx.layer_id, ctx.version);
+            self.objects
+                .store
+                .put(&summary_key, summary.into())
+                .await
+                .map_err(transient)?;
+        }
         self.objects
             .store
             .put(&key, ingested.bytes.into())
@@ -465,6 +481,23 @@ impl Farm {
         Ok(loaded.clone())
     }
 
+    /// The reading options stored beside an upload; the defaults when there are none.
+    async fn upload_options(
+        &self,
+        source: &Path,
+    ) -> Result<Result<tilefarm_formats::ReadOptions, String>, TaskError> {
+        let key = Objects::upload_options_key(source);
+        let bytes = match self.objects.store.get(&key).await {
+            Ok(r) => r.bytes().await.map_err(transient)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Ok(Default::default())),
+            Err(e) => return Err(transient(e)),
+        };
+        Ok(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the upload's options ({key}): {e}")),
+        )
+    }
+
     /// Runs CPU work on the render threads. A panic becomes a permanent error
     /// instead of taking the worker down.
     async fn on_pool<T: Send + 'static>(
@@ -494,6 +527,8 @@ impl Farm {
 
 struct Ingested {
     bytes: Bytes,
+    /// What the uploader learns of the upload (not for edits).
+    summary: Option<Bytes>,
     count: i64,
     tasks: Vec<tilefarm_queue::RenderTask>,
     bounds: Option<[f64; 4]>,

@@ -1,8 +1,10 @@
 //! The farm's object storage and where things live in it:
 //!
 //! ```text
-//! PREFIX/uploads/{upload id}                          uploaded GeoJSON, as received
+//! PREFIX/uploads/{upload id}                          uploaded data, as received
+//! PREFIX/uploads/{upload id}.options.json             how to read it, when the uploader said
 //! PREFIX/layers/{layer id}/v{version}/features.geojsons  validated features (GeoJSONSeq)
+//! PREFIX/layers/{layer id}/v{version}/summary.json    what the upload held (format, CRS, ...)
 //! PREFIX/tiles/{layer id}/{z}/{x}/{y}.png             the published tiles
 //! ```
 
@@ -98,6 +100,22 @@ impl Objects {
     /// Where a new upload is stored.
     pub fn upload_key(&self, upload: Uuid) -> Path {
         self.key(&["uploads", &upload.to_string()])
+    }
+
+    /// Where the uploader's reading options (GeoPackage table, CSV columns,
+    /// CRS) of the upload stored at `upload` are kept, when there are any.
+    pub fn upload_options_key(upload: &Path) -> Path {
+        Path::from(format!("{upload}.options.json"))
+    }
+
+    /// Where the summary of a layer version's upload is stored.
+    pub fn summary_key(&self, layer: Uuid, version: i32) -> Path {
+        self.key(&[
+            "layers",
+            &layer.to_string(),
+            &format!("v{version}"),
+            "summary.json",
+        ])
     }
 
     /// Where a layer version's validated features are stored.
