@@ -399,12 +399,13 @@ async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
     let mut farm = Farm::new().await;
     farm.extra_env
         .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
-    farm.serve(&["--concurrency", "2"]);
     // A job whose prepared data is gone from the store: every attempt at its
-    // render task fails.
+    // render task fails. It is planned before the farm starts, so no worker
+    // can take its ingest task (whose upload does not exist) first.
     let store = PgStore::connect(&farm.db.as_ref().unwrap().url)
         .await
         .unwrap();
+    store.migrate().await.unwrap();
     let layer = NewLayer {
         name: "lost".into(),
         min_zoom: 0,
@@ -431,6 +432,7 @@ async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
         )
         .await
         .unwrap();
+    farm.serve(&["--concurrency", "2"]);
     // Another job at the same time carries on.
     let (good, _) = farm
         .upload_sample("ne_110m_countries.geojson", "good", "0-3")
