@@ -11,9 +11,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Ask for credentials (`WWW-Authenticate: Bearer`).
+    pub challenge: bool,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// `Retry-After` of a `503`, in seconds.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -21,6 +26,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            challenge: false,
         }
     }
 
@@ -60,10 +66,49 @@ impl IntoResponse for ApiError {
             "error": { "code": self.code, "message": self.message }
         });
         let mut response = (self.status, Json(body)).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),
         );
+        if self.challenge {
+            headers.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        // The store or the database is down: a client (or CDN) tries again.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         response
+    }
+}
+
+/// Whether `e`, or an error under it, is `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.is::<T>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+impl ApiError {
+    /// A request body that broke off, or came too slowly (a `408`).
+    pub fn body(e: &axum::Error) -> Self {
+        if caused_by::<crate::server::BodyTooSlow>(e) {
+            return Self::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", e.to_string());
+        }
+        Self::bad_request(
+            "upload_interrupted",
+            format!("the request body broke off: {e}"),
+        )
     }
 }

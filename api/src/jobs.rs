@@ -152,9 +152,11 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let first = find(&state, &id).await?;
+    // Held by the stream until it ends or its client goes.
+    let slot = state.streams.take()?;
     let stream = futures_util::stream::unfold(
-        (state, first.id, None::<JobStatus>, false),
-        |(state, id, last, done)| async move {
+        (state, first.id, None::<JobStatus>, false, slot),
+        |(state, id, last, done, slot)| async move {
             if done {
                 return None;
             }
@@ -177,7 +179,7 @@ pub async fn events(
                         .json_data(job_json(&job))
                         .expect("JSON");
                     let finished = job.is_finished();
-                    return Some((Ok(event), (state, id, Some(job), finished)));
+                    return Some((Ok(event), (state, id, Some(job), finished, slot)));
                 }
                 tokio::time::sleep(EVENT_POLL).await;
             }

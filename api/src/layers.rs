@@ -3,9 +3,10 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
@@ -112,8 +113,9 @@ fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult
             format!("zoom {max_zoom_asked} is deeper than this farm renders (at most {max_zoom})"),
         ));
     }
-    let style = match &q.style {
-        None => json!({}),
+    let style = match q.style.as_deref().map(str::trim) {
+        // Empty, as a form sends a field left blank: the reference style.
+        None | Some("") => json!({}),
         Some(text) => {
             Style::from_json(text)
                 .map_err(|e| ApiError::bad_request("invalid_style", e.to_string()))?;
@@ -195,18 +197,15 @@ pub async fn edit(
 ) -> ApiResult<Response> {
     let layer = find(&state, &id).await?;
     let limit = state.config.max_upload_bytes;
-    let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "edit_too_large",
-                format!("the edit could not be read whole (the limit is {limit} bytes): {e}"),
-            )
-        })?;
-    let edit = Edit::from_json(&bytes).map_err(|m| ApiError::bad_request("invalid_edit", m))?;
+    let bytes = read_edit(body, limit).await?;
+    // Parsing a large edit is seconds of CPU: off the async threads.
+    let normalized = tokio::task::spawn_blocking(move || {
+        Edit::from_json(&bytes).map(|edit| serde_json::to_vec(&edit.to_json()).expect("in memory"))
+    })
+    .await
+    .map_err(|e| ApiError::internal("the edit's parser stopped", e))?
+    .map_err(|m| ApiError::bad_request("invalid_edit", m))?;
     let key = state.objects.upload_key(Uuid::new_v4());
-    let normalized = serde_json::to_vec(&edit.to_json()).expect("in memory");
     let size = normalized.len() as u64;
     state
         .objects
@@ -215,6 +214,24 @@ pub async fn edit(
         .await
         .map_err(|e| ApiError::internal("could not store the edit", e))?;
     change_accepted(&state, layer.id, ChangeKind::Edit, &key, size).await
+}
+
+/// An edit's body, whole, refused past `limit` bytes.
+async fn read_edit(body: Body, limit: u64) -> ApiResult<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::body(&e))?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "edit_too_large",
+                format!("the edit is larger than the limit of {limit} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// Records a change whose data is stored at `key` and answers 202 with its job.
@@ -315,9 +332,7 @@ async fn store_body(
     let mut sniffed = false;
     let result: ApiResult<()> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::bad_request("upload_interrupted", format!("the upload broke off: {e}"))
-            })?;
+            let chunk = chunk.map_err(|e| ApiError::body(&e))?;
             if !sniffed {
                 head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_LEN - head.len())]);
                 sniffed = head.len() >= SNIFF_LEN;
@@ -403,8 +418,8 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
 pub async fn tilejson(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+    parts: axum::http::request::Parts,
+) -> ApiResult<Response> {
     let l = find(&state, &id).await?;
     let Some(version) = l.published_version else {
         return Err(ApiError::not_found(
@@ -412,22 +427,17 @@ pub async fn tilejson(
             format!("layer {} has not finished rendering yet", l.id),
         ));
     };
-    // Behind a proxy or CDN, its own scheme and host.
-    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .unwrap_or("localhost");
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
-    let [w, s, e, n] = l.bounds.unwrap_or([-180.0, -85.051129, 180.0, 85.051129]);
-    Ok(Json(json!({
-        "tilejson": "3.0.0",
-        "name": l.name,
-        "version": format!("{version}.0.0"),
-        "scheme": "xyz",
-        "tiles": [format!("{scheme}://{host}/tiles/{}/{{z}}/{{x}}/{{y}}.png", l.id)],
-        "minzoom": l.min_zoom,
-        "maxzoom": l.max_zoom,
-        "bounds": [w, s, e, n],
-        "center": [(w + e) / 2.0, (s + n) / 2.0, l.min_zoom],
-    })))
+    let base = crate::forwarded::public_base(&parts, &state.config.trusted_proxies);
+    let body = crate::tilejson::tilejson(&l, version, &base, state.config.tile_size);
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    // A new version is new TileJSON: clients check each time.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !state.config.trusted_proxies.is_empty() {
+        headers.insert(
+            VARY,
+            HeaderValue::from_static("X-Forwarded-Host, X-Forwarded-Proto"),
+        );
+    }
+    Ok(response)
 }

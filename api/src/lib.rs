@@ -7,9 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod forwarded;
 mod jobs;
 mod layers;
+mod limits;
 mod ops;
+mod server;
+mod tilejson;
 mod tiles;
 
 use std::sync::Arc;
@@ -18,13 +22,16 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use tilefarm_queue::{JobStore, LocalQueue};
 use tilefarm_worker::{BrokerConfig, Objects};
 
 pub use error::{ApiError, ApiResult};
+pub use forwarded::parse_trusted;
+pub use ipnet::IpNet;
+pub use server::{BodyTooSlow, ServerLimits, serve};
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -40,6 +47,15 @@ pub struct ApiConfig {
     pub cache_control: String,
     /// Tile size of the rendered pyramids.
     pub tile_size: u32,
+    /// Web origins whose pages may call the API (CORS); `*` is any.
+    pub cors_origins: Vec<String>,
+    /// Proxies (a CDN, a load balancer) whose `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Writes a minute for each client address and each token (0: no limit).
+    pub writes_per_minute: u32,
+    /// Job event streams open at once.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +66,10 @@ impl Default for ApiConfig {
             max_zoom: 18,
             cache_control: tilefarm_worker::DEFAULT_CACHE_CONTROL.into(),
             tile_size: 256,
+            cors_origins: vec!["*".into()],
+            trusted_proxies: Vec::new(),
+            writes_per_minute: 300,
+            max_event_streams: 256,
         }
     }
 }
@@ -75,6 +95,8 @@ pub struct Inner {
     /// Where tasks go, for `/readyz` and the queue depths in `/metrics`.
     pub transport: Transport,
     metrics: ops::Metrics,
+    write_limits: limits::WriteLimits,
+    streams: limits::StreamSlots,
     /// The tile answered where the data does not reach.
     transparent: Bytes,
 }
@@ -94,6 +116,8 @@ impl AppState {
         AppState(Arc::new(Inner {
             store,
             objects,
+            write_limits: limits::WriteLimits::new(config.writes_per_minute),
+            streams: limits::StreamSlots::new(config.max_event_streams),
             config,
             transport,
             metrics: ops::Metrics::default(),
@@ -117,7 +141,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/layers/{id}/data", axum::routing::put(layers::replace))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", axum::routing::delete(jobs::cancel))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Before the token check, so that guessing tokens counts too.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_writes,
+        ));
     Router::new()
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/events", get(jobs::events))
@@ -133,7 +162,47 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::not_found("no_such_route", "no such endpoint; see /openapi.json")
         })
+        .layer(middleware::from_fn(json_errors))
+        .layer(cors(&state.config.cors_origins))
         .with_state(state)
+}
+
+/// CORS for map clients and pages on other origins: tiles, TileJSON and the
+/// public reads from any allowed origin, preflights answered.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::RETRY_AFTER,
+            header::LOCATION,
+            header::CONTENT_LENGTH,
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Refuses a request without the configured bearer token.
@@ -143,18 +212,86 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.token {
-        let given = request
+        let header = request
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return Err(ApiError::new(
+            .and_then(|v| v.to_str().ok());
+        let refused = |message: &str| {
+            let mut e = ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this endpoint needs the header Authorization: Bearer TOKEN",
-            ));
+                message,
+            );
+            e.challenge = true;
+            Err(e)
+        };
+        match header.map(bearer) {
+            None => return refused("this endpoint needs the header Authorization: Bearer TOKEN"),
+            Some(None) => {
+                return refused("the Authorization header is not of the form Bearer TOKEN");
+            }
+            Some(Some(given)) => {
+                // In constant time, so the answer's timing tells nothing of the token.
+                use subtle::ConstantTimeEq;
+                if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                    return refused("the bearer token is wrong");
+                }
+            }
         }
     }
     Ok(next.run(request).await)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme in any
+/// case, as RFC 9110 has it).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Gives every error answer the JSON body of [`ApiError`], including those
+/// the framework makes itself (a query or path that cannot be read, a method
+/// the route does not have), which come as plain text or empty.
+async fn json_errors(request: Request, next: Next) -> Response {
+    use axum::http::header::CONTENT_TYPE;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, fallback) = match status.as_u16() {
+        405 => (
+            "method_not_allowed",
+            "this endpoint does not take that method; see /openapi.json",
+        ),
+        408 => ("request_timeout", "the request came too slowly"),
+        413 => ("too_large", "the request is too large"),
+        415 => (
+            "unsupported_media_type",
+            "the request's Content-Type is not one this endpoint takes",
+        ),
+        422 | 400 => ("invalid_request", "the request could not be read"),
+        _ => ("error", "the request failed"),
+    };
+    let message = if text.is_empty() {
+        fallback.to_string()
+    } else {
+        text
+    };
+    let mut json = ApiError::new(status, code, message).into_response();
+    for name in [axum::http::header::ALLOW, axum::http::header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, v.clone());
+        }
+    }
+    json
 }

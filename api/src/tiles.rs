@@ -12,6 +12,9 @@ use tilefarm_renderer::{TileId, tiles_per_side};
 use crate::jobs::parse_id;
 use crate::{ApiError, ApiResult, AppState};
 
+/// How long a tile read may take before the origin answers 503.
+const TILE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// The strong ETag of a tile: a hash of its bytes.
 pub fn etag(png: &[u8]) -> String {
     format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(png))
@@ -63,19 +66,31 @@ pub async fn tile(
         ));
     }
     let key = state.objects.tile_key(layer_id, tile);
-    let png: Bytes = match state.objects.store.get(&key).await {
-        Ok(found) => {
+    let read = async {
+        match state.objects.store.get(&key).await {
+            Ok(found) => found.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    // A store that is down answers late, after its client's retries: the CDN
+    // and the map get a 503 with Retry-After (and a CDN its stale copy) soon.
+    let png: Bytes = match tokio::time::timeout(TILE_READ_TIMEOUT, read).await {
+        Ok(Ok(Some(found))) => {
             state.metrics.tile_stored.inc();
             found
-                .bytes()
-                .await
-                .map_err(|e| ApiError::internal("the tile store is not answering", e))?
         }
-        Err(object_store::Error::NotFound { .. }) => {
+        Ok(Ok(None)) => {
             state.metrics.tile_empty.inc();
             state.transparent.clone()
         }
-        Err(e) => return Err(ApiError::internal("the tile store is not answering", e)),
+        Ok(Err(e)) => return Err(ApiError::internal("the tile store is not answering", e)),
+        Err(_) => {
+            return Err(ApiError::internal(
+                "the tile store is not answering",
+                format!("no answer within {TILE_READ_TIMEOUT:?} for {key}"),
+            ));
+        }
     };
     let tag = etag(&png);
     let cache = HeaderValue::from_str(&state.config.cache_control)

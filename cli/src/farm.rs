@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tilefarm_api::{ApiConfig, AppState, Transport};
+use tilefarm_api::{ApiConfig, AppState, ServerLimits, Transport};
 use tilefarm_queue::{JobStore, LocalQueue, QueuePolicy, SqliteStore};
 use tilefarm_worker::{
     BrokerConfig, Drain, Farm, FarmConfig, Objects, WorkerMetrics, run_local_relay,
@@ -66,6 +66,10 @@ pub struct WorkerArgs {
     /// for each changed tile to this cache (a CDN or a proxy such as Varnish).
     #[arg(long, env = "TILEFARM_PURGE_URL", value_name = "URL")]
     pub purge_url: Option<String>,
+    /// The most tiles one job may render: a job past it fails at planning,
+    /// saying how many it would take.
+    #[arg(long, env = "TILEFARM_MAX_JOB_TILES", default_value_t = tilefarm_worker::DEFAULT_MAX_JOB_TILES)]
+    pub max_job_tiles: u64,
     /// Serve this worker's /metrics (Prometheus), /healthz and /drain (stop
     /// taking work, answer once the tasks in hand are done: a preStop hook) here.
     #[arg(long, env = "TILEFARM_METRICS_LISTEN", value_name = "ADDR")]
@@ -86,6 +90,34 @@ pub struct ServeArgs {
     /// Deepest zoom an upload may ask for.
     #[arg(long, default_value_t = 18)]
     pub max_zoom: u8,
+    /// Web origins whose pages may use the API from a browser (CORS),
+    /// comma-separated, like `https://maps.example.com`; `*` allows any.
+    #[arg(
+        long,
+        env = "TILEFARM_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub cors_origins: Vec<String>,
+    /// Proxies whose X-Forwarded-Host and X-Forwarded-Proto are believed (for
+    /// TileJSON's tile URLs): addresses or networks, comma-separated, like
+    /// `10.0.0.0/8,127.0.0.1`. From anyone else those headers are ignored.
+    #[arg(long, env = "TILEFARM_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Writes (uploads, edits, cancels) a minute allowed from each client
+    /// address and each token; past them, 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "TILEFARM_WRITES_PER_MINUTE", default_value_t = 300)]
+    pub writes_per_minute: u32,
+    /// Job event streams (server-sent events) open at once; past them, 503.
+    #[arg(long, env = "TILEFARM_MAX_EVENT_STREAMS", default_value_t = 256)]
+    pub max_event_streams: usize,
+    /// Seconds a client has to send a request's headers; an idle connection
+    /// is closed after as long.
+    #[arg(long, env = "TILEFARM_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "TILEFARM_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Serve the API only, running no tasks in this process (farm mode).
     #[arg(long)]
     pub api_only: bool,
@@ -228,6 +260,7 @@ fn farm(parts: &Parts, args: &WorkerArgs) -> Result<(Arc<Farm>, usize)> {
             webhook: args.invalidate_webhook.clone(),
             purge_url: args.purge_url.clone(),
         },
+        max_job_tiles: args.max_job_tiles,
         ..FarmConfig::default()
     };
     let farm = Farm::new(parts.store.clone(), parts.objects.clone(), config)
@@ -292,6 +325,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             max_upload_bytes: args.max_upload_mb << 20,
             max_zoom: args.max_zoom,
             cache_control: args.farm.cache_control.clone(),
+            cors_origins: args.cors_origins.clone(),
+            writes_per_minute: args.writes_per_minute,
+            max_event_streams: args.max_event_streams,
+            trusted_proxies: tilefarm_api::parse_trusted(&args.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
             ..ApiConfig::default()
         };
         let state = AppState::new(
@@ -319,8 +357,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             });
         }
         let shutdown = stop.clone();
-        axum::serve(listener, tilefarm_api::router(state))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let limits = ServerLimits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
+            max_connections: args.max_connections,
+            ..ServerLimits::default()
+        };
+        tilefarm_api::serve(listener, tilefarm_api::router(state), limits, shutdown)
             .await
             .context("the HTTP server failed")?;
         while background.join_next().await.is_some() {}

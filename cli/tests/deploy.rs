@@ -74,12 +74,7 @@ fn only_keys(v: &Value, allowed: &[&str], at: &str) {
 }
 
 fn kubernetes_validate() -> PathBuf {
-    // Where scripts/setup puts it.
-    let venv = std::env::var("TILEFARM_DEPLOY_VENV").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/tilefarm/deploy-venv"),
-        PathBuf::from,
-    );
-    venv.join("bin/kubernetes-validate")
+    tilefarm_testkit::tools_venv().join("bin/kubernetes-validate")
 }
 
 /// The KEDA kinds, which the Kubernetes schemas do not have (checked below).

@@ -3,72 +3,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{collection, features_with_ids, reference_render, sample, shift};
-use tilefarm_testkit::{free_port, tree, wait_for_port};
-
-struct Embedded {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Embedded {
-    fn start(data_dir: &std::path::Path, log: std::path::PathBuf) -> Embedded {
-        Embedded::start_with(data_dir, log, &[])
-    }
-
-    fn start_with(data_dir: &std::path::Path, log: std::path::PathBuf, args: &[&str]) -> Embedded {
-        let port = free_port();
-        let file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--concurrency", "2", "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("TILEFARM_AMQP_URL")
-            .env_remove("TILEFARM_DATABASE_URL")
-            .env_remove("TILEFARM_STORE")
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "tilefarm serve", Duration::from_secs(60));
-        Embedded { child, port, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn job(&self, id: &str) -> Value {
-        reqwest::get(self.url(&format!("/v1/jobs/{id}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
-        }
-    }
-}
+use support::{Embedded, collection, features_with_ids, reference_render, sample, shift};
+use tilefarm_testkit::tree;
 
 async fn upload(server: &Embedded, file: &str, zooms: &str) -> (String, String) {
     let res = reqwest::Client::new()
@@ -87,15 +27,7 @@ async fn upload(server: &Embedded, file: &str, zooms: &str) -> (String, String) 
 }
 
 async fn wait(server: &Embedded, job: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let j = server.job(job).await;
-        if !matches!(j["state"].as_str(), Some("queued" | "running")) {
-            return j;
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "{j}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server.wait_job(job).await
 }
 
 /// A layer's tiles in the embedded store. A write cut short by SIGKILL can leave

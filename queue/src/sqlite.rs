@@ -26,7 +26,12 @@ pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// The job store in one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// The one connection that writes: SQLite has one writer at a time.
     pool: SqlitePool,
+    /// Connections that only read (WAL lets them read while a write is under
+    /// way), for the API's status, layer and tile lookups: a long write, a big
+    /// plan say, does not hold them up.
+    reads: SqlitePool,
 }
 
 fn now() -> DateTime<Utc> {
@@ -48,11 +53,20 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(std::time::Duration::from_secs(10)),
+            )
+            .await?;
+        Ok(SqliteStore { pool, reads })
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
     }
 
@@ -111,7 +125,7 @@ impl SqliteStore {
     pub async fn job(&self, id: Uuid) -> StoreResult<Option<JobStatus>> {
         let row = sqlx::query("SELECT * FROM jobs WHERE id = ?1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
@@ -130,14 +144,14 @@ impl SqliteStore {
         )
         .bind(state)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn job_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, count(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(rows
             .iter()
@@ -154,7 +168,7 @@ impl SqliteStore {
              WHERE l.id = ?1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         let Some(r) = row else { return Ok(None) };
         let bounds: Option<String> = r.try_get("bounds")?;

@@ -146,6 +146,60 @@ pub struct Layer {
     pub(crate) features: Vec<LayerFeature>,
     pub(crate) style: Style,
     bounds: Option<UnitRect>,
+    x_span: Option<(f64, f64)>,
+}
+
+/// The least and greatest x of some points.
+fn x_range(points: &[Coord<f64>]) -> (f64, f64) {
+    points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+            (lo.min(c.x), hi.max(c.x))
+        })
+}
+
+/// The narrowest band of unit x holding every span `(min, max)`: spans (which
+/// may run past 0 or 1, for parts unwrapped across the antimeridian) are
+/// brought into `[0, 1)`, merged, and the band is the circle less its widest gap.
+fn narrowest_x_span(spans: Vec<(f64, f64)>) -> Option<(f64, f64)> {
+    let mut pieces = Vec::with_capacity(spans.len());
+    for (lo, hi) in spans {
+        if !(lo.is_finite() && hi.is_finite()) {
+            continue;
+        }
+        if hi - lo >= 1.0 {
+            return Some((0.0, 1.0));
+        }
+        let shift = lo.floor();
+        let (lo, hi) = (lo - shift, hi - shift);
+        if hi > 1.0 {
+            pieces.push((lo, 1.0));
+            pieces.push((0.0, hi - 1.0));
+        } else {
+            pieces.push((lo, hi));
+        }
+    }
+    pieces.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(pieces.len());
+    for (lo, hi) in pieces {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    let (first, last) = (*merged.first()?, *merged.last()?);
+    // The gap across the antimeridian first: a band that need not cross it
+    // does not.
+    let mut widest = first.0 + 1.0 - last.1;
+    let mut band = (first.0, last.1);
+    for pair in merged.windows(2) {
+        let gap = pair[1].0 - pair[0].1;
+        if gap > widest {
+            widest = gap;
+            band = (pair[1].0, pair[0].1);
+        }
+    }
+    Some(band)
 }
 
 impl Layer {
@@ -167,6 +221,8 @@ impl Layer {
             b.max_x = b.max_x.max(c.x);
             b.max_y = b.max_y.max(c.y);
         };
+        // The longitudes each part covers, for the narrowest band holding them.
+        let mut spans = Vec::new();
         let features = features
             .iter()
             .filter_map(|f| {
@@ -175,13 +231,18 @@ impl Layer {
                 if shapes.is_empty() {
                     return None;
                 }
-                shapes
-                    .polygons
-                    .iter()
-                    .flat_map(|p| &p[0].0)
-                    .for_each(&mut grow);
-                shapes.lines.iter().flat_map(|l| &l.0).for_each(&mut grow);
-                shapes.points.iter().for_each(&mut grow);
+                for ring in shapes.polygons.iter().map(|p| &p[0]) {
+                    ring.0.iter().for_each(&mut grow);
+                    spans.push(x_range(&ring.0));
+                }
+                for line in &shapes.lines {
+                    line.0.iter().for_each(&mut grow);
+                    spans.push(x_range(&line.0));
+                }
+                for point in &shapes.points {
+                    grow(point);
+                    spans.push((point.x, point.x));
+                }
                 Some(LayerFeature {
                     paint: style.paint_for(f),
                     shapes,
@@ -192,12 +253,21 @@ impl Layer {
             features,
             style: style.clone(),
             bounds,
+            x_span: narrowest_x_span(spans),
         }
     }
 
     /// The extent of the drawn features in unit Mercator coordinates.
     pub fn bounds(&self) -> Option<UnitRect> {
         self.bounds
+    }
+
+    /// The narrowest band of unit x (longitude) that holds every drawn part,
+    /// `(west, east)`, each in `[0, 1]`: `west > east` when the band crosses the
+    /// antimeridian (as RFC 7946 writes such a bounding box), `(0, 1)` when the
+    /// parts go round the world.
+    pub fn x_span(&self) -> Option<(f64, f64)> {
+        self.x_span
     }
 
     pub fn len(&self) -> usize {
@@ -517,22 +587,10 @@ impl ZoomLayer {
     /// proportion to its data, not to the area of the world.
     pub fn metatiles_touched(&self, size: u32) -> Vec<MetaTile> {
         let n = MetaTile::side(self.z, size);
-        let span = f64::from(n) * f64::from(self.tile_size);
-        let last = (crate::tile::tiles_per_side(self.z) / u64::from(n)) as i64 - 1;
-        let pad = 2.0 * f64::from(self.reach);
-        let cell = |v: f64| ((v / span).floor() as i64).clamp(0, last) as u32;
         let mut cells = std::collections::BTreeSet::new();
-        for e in self.index.iter() {
-            let (lo, hi) = (e.envelope.lower(), e.envelope.upper());
-            if hi[0] + pad < 0.0 || hi[1] + pad < 0.0 {
-                continue;
-            }
-            let world = span * (last + 1) as f64;
-            if lo[0] - pad > world || lo[1] - pad > world {
-                continue;
-            }
-            for row in cell(lo[1] - pad)..=cell(hi[1] + pad) {
-                for col in cell(lo[0] - pad)..=cell(hi[0] + pad) {
+        for (rows, cols) in self.entry_cells(size) {
+            for row in rows {
+                for col in cols.clone() {
                     cells.insert((row, col));
                 }
             }
@@ -546,6 +604,46 @@ impl ZoomLayer {
                 n,
             })
             .collect()
+    }
+
+    /// The metatile cells all index entries come near, counted once per
+    /// entry: the work [`ZoomLayer::metatiles_touched`] would do, and at least
+    /// as many as the metatiles it finds. Cheap: nothing is enumerated.
+    pub fn metatile_cells_bound(&self, size: u32) -> u64 {
+        self.entry_cells(size)
+            .map(|(rows, cols)| {
+                let len = |r: &std::ops::RangeInclusive<u32>| u64::from(r.end() - r.start()) + 1;
+                len(&rows) * len(&cols)
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// For each index entry, the rows and columns of metatiles of nominal size
+    /// `size` its bounds come near (within twice the style's reach).
+    fn entry_cells(
+        &self,
+        size: u32,
+    ) -> impl Iterator<Item = (std::ops::RangeInclusive<u32>, std::ops::RangeInclusive<u32>)> + '_
+    {
+        let n = MetaTile::side(self.z, size);
+        let span = f64::from(n) * f64::from(self.tile_size);
+        let last = (crate::tile::tiles_per_side(self.z) / u64::from(n)) as i64 - 1;
+        let pad = 2.0 * f64::from(self.reach);
+        let cell = move |v: f64| ((v / span).floor() as i64).clamp(0, last) as u32;
+        let world = span * (last + 1) as f64;
+        self.index.iter().filter_map(move |e| {
+            let (lo, hi) = (e.envelope.lower(), e.envelope.upper());
+            if hi[0] + pad < 0.0 || hi[1] + pad < 0.0 {
+                return None;
+            }
+            if lo[0] - pad > world || lo[1] - pad > world {
+                return None;
+            }
+            Some((
+                cell(lo[1] - pad)..=cell(hi[1] + pad),
+                cell(lo[0] - pad)..=cell(hi[0] + pad),
+            ))
+        })
     }
 
     /// The world-pixel rectangle whose features can draw into `meta`.
@@ -583,6 +681,45 @@ mod tests {
         }
         // At zoom 0 the one metatile is the world.
         assert_eq!(ZoomLayer::new(&layer, 0, 256).metatiles_touched(8).len(), 1);
+    }
+
+    #[test]
+    fn the_x_span_is_the_narrowest_band_and_crosses_the_antimeridian_when_that_is_narrower() {
+        let point =
+            |lon: f64, lat: f64| Feature::from_geometry(Geometry::Point(geo::Point::new(lon, lat)));
+        let box_at = |w: f64, e: f64| {
+            Feature::from_geometry(Geometry::Polygon(geo::Polygon::new(
+                LineString::from(vec![(w, 50.0), (e, 50.0), (e, 60.0), (w, 60.0), (w, 50.0)]),
+                vec![],
+            )))
+        };
+        let lon = |x: f64| x * 360.0 - 180.0;
+        let span = |features: &[Feature]| {
+            let (w, e) = Layer::new(features, &Style::default()).x_span().unwrap();
+            ((lon(w) * 1e6).round() / 1e6, (lon(e) * 1e6).round() / 1e6)
+        };
+        // Alaska with the western Aleutians: the band crosses 180°.
+        assert_eq!(
+            span(&[box_at(-170.0, -130.0), box_at(172.0, 179.0)]),
+            (172.0, -130.0)
+        );
+        // Europe and Japan: the narrower band stays inside -180..180.
+        assert_eq!(
+            span(&[point(-10.0, 50.0), point(140.0, 35.0)]),
+            (-10.0, 140.0)
+        );
+        // A ring unwrapped across the antimeridian (170° to 190°).
+        assert_eq!(span(&[box_at(170.0, -170.0)]), (170.0, -170.0));
+        // Round the world.
+        assert_eq!(
+            span(&[
+                box_at(-180.0, -60.0),
+                box_at(-60.0, 60.0),
+                box_at(60.0, 180.0)
+            ]),
+            (-180.0, 180.0)
+        );
+        assert_eq!(Layer::new(&[], &Style::default()).x_span(), None);
     }
 
     #[test]

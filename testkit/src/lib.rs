@@ -17,6 +17,15 @@ use uuid::Uuid;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The Python venv scripts/setup makes for the test tools (kubernetes-validate,
+/// and with it jsonschema): `TILEFARM_DEPLOY_VENV`, or its default place.
+pub fn tools_venv() -> PathBuf {
+    std::env::var("TILEFARM_DEPLOY_VENV").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/tilefarm/deploy-venv"),
+        PathBuf::from,
+    )
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -152,16 +161,33 @@ impl S3Server {
             std::fs::create_dir(dir.path().join(bucket)).expect("a bucket folder");
         }
         let port = free_port();
+        let child = Self::spawn(port, dir.path());
+        S3Server { child, port, dir }
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
         let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start s3s-fs ({e}); scripts/setup installs it"));
         wait_for_port(port, "s3s-fs", Duration::from_secs(20));
-        S3Server { child, port, dir }
+        child
+    }
+
+    /// Stops the server (its objects stay), as an outage would.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`S3Server::stop`], on the same port and objects.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, self.dir.path());
     }
 
     pub fn endpoint(&self) -> String {

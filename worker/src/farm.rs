@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::change::{Edit, merge_tasks, plan_edit, plan_replace, tiles_in, whole};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::objects::Objects;
-use crate::plan::plan_render;
+use crate::plan::{OverBudget, plan_render_within};
 use crate::pyramid::{RenderedTile, UniformPngs, render_tiles};
 
 /// How the farm cuts and renders work.
@@ -34,7 +34,13 @@ pub struct FarmConfig {
     pub uploads_in_flight: usize,
     /// Where the tiles a change rewrote are reported.
     pub invalidation: InvalidationConfig,
+    /// The most tiles one job may render; a job past it fails at planning
+    /// (`too_many_tiles`), saying how many it would take.
+    pub max_job_tiles: u64,
 }
+
+/// The default of [`FarmConfig::max_job_tiles`].
+pub const DEFAULT_MAX_JOB_TILES: u64 = 5_000_000;
 
 impl Default for FarmConfig {
     fn default() -> Self {
@@ -44,6 +50,7 @@ impl Default for FarmConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             uploads_in_flight: 16,
             invalidation: InvalidationConfig::default(),
+            max_job_tiles: DEFAULT_MAX_JOB_TILES,
         }
     }
 }
@@ -194,6 +201,7 @@ impl Farm {
         };
         let is_edit = ctx.kind == "edit";
         let (config, zooms) = (self.config.clone(), ctx.min_zoom..=ctx.max_zoom);
+        let zooms_asked = zooms.clone();
         let ingested = self
             .on_pool(move || -> Result<Ingested, (&'static str, String)> {
                 let mut summary = None;
@@ -218,9 +226,11 @@ impl Farm {
                     bytes.push(b'\n');
                 }
                 let layer = Layer::new(&features, &style);
-                let (m, ts) = (config.metatile, config.tile_size);
-                let tasks = match (base, edited) {
-                    (None, _) => plan_render(&layer, zooms, m, ts)
+                let (m, ts, limit) = (config.metatile, config.tile_size, config.max_job_tiles);
+                let over = |e: OverBudget| ("too_many_tiles", e.to_string());
+                let tasks: Vec<tilefarm_queue::RenderTask> = match (base, edited) {
+                    (None, _) => plan_render_within(&layer, zooms, m, ts, limit)
+                        .map_err(over)?
                         .metatiles
                         .into_iter()
                         .map(|meta| whole(meta, false))
@@ -229,14 +239,30 @@ impl Farm {
                         merge_tasks(plan_edit(&before, &after, &style, zooms, m, ts), unfinished)
                     }
                     (Some((old, unfinished)), None) => {
+                        // The new data alone within the limit first, so that
+                        // planning it whole stays bounded.
+                        plan_render_within(&layer, zooms.clone(), m, ts, limit).map_err(over)?;
                         let empty = Layer::new(&[], &style);
                         let old = old.as_ref().map_or(&empty, |p| &p.layer);
                         merge_tasks(plan_replace(old, &layer, zooms, m, ts), unfinished)
                     }
                 };
-                let bounds = layer.bounds().map(|b| {
-                    let (w, n) = unit_to_lonlat(b.min_x, b.min_y);
-                    let (e, s) = unit_to_lonlat(b.max_x, b.max_y);
+                let tiles: u64 = tasks.iter().map(|t| u64::from(t.tiles)).sum();
+                if tiles > limit {
+                    return Err(over(OverBudget {
+                        min_zoom: *zooms_asked.start(),
+                        max_zoom: *zooms_asked.end(),
+                        estimate: tiles,
+                        exact: true,
+                        counted: tiles,
+                        counted_through: Some(*zooms_asked.end()),
+                        limit,
+                    }));
+                }
+                // West above east when the data crosses the antimeridian.
+                let bounds = layer.bounds().zip(layer.x_span()).map(|(b, (west, east))| {
+                    let (w, n) = unit_to_lonlat(west, b.min_y);
+                    let (e, s) = unit_to_lonlat(east, b.max_y);
                     [w, s, e, n]
                 });
                 Ok(Ingested {
@@ -469,11 +495,18 @@ impl Farm {
                     .map_err(transient)?;
                 let (key, style) = (key.to_string(), style.clone());
                 self.on_pool(move || {
-                    let report = read_geojson(&data[..], &ReadOptions::default()).map_err(|e| {
-                        TaskError::Permanent(format!("prepared features {key}: {e}"))
-                    })?;
-                    let layer = Layer::new(&report.features, &style);
-                    Ok::<_, TaskError>(Arc::new(PreparedLayer::new(layer, report.features)))
+                    // A version edited down to no features is stored empty.
+                    let features = if data.iter().all(u8::is_ascii_whitespace) {
+                        Vec::new()
+                    } else {
+                        read_geojson(&data[..], &ReadOptions::default())
+                            .map_err(|e| {
+                                TaskError::Permanent(format!("prepared features {key}: {e}"))
+                            })?
+                            .features
+                    };
+                    let layer = Layer::new(&features, &style);
+                    Ok::<_, TaskError>(Arc::new(PreparedLayer::new(layer, features)))
                 })
                 .await?
             })

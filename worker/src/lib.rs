@@ -18,11 +18,11 @@ mod run;
 mod sink;
 
 pub use change::{Applied, Edit, mask, merge_tasks, plan_edit, plan_replace, tiles_in};
-pub use farm::{Farm, FarmConfig, TaskError};
+pub use farm::{DEFAULT_MAX_JOB_TILES, Farm, FarmConfig, TaskError};
 pub use invalidate::{ChangedTiles, InvalidationConfig};
 pub use metrics::{Drain, WorkerMetrics, metrics_router, serve_worker_endpoint};
 pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
-pub use plan::{RenderPlan, plan_render};
+pub use plan::{OverBudget, RenderPlan, plan_render, plan_render_within};
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
     MetaTileReport, PyramidOptions, RenderError, RenderedTile, Summary, UniformPngs, check_options,

@@ -27,8 +27,11 @@ pub struct Objects {
     pub cache_control: String,
 }
 
-/// The default `Cache-Control` of tiles.
-pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400";
+/// The default `Cache-Control` of tiles: browsers revalidate each tile with its
+/// `ETag` (a `304` from the CDN, so an edit shows at the next view or reload),
+/// shared caches keep it a day (edits purge them) and may serve it stale while
+/// the origin is down. docs/cdn.md weighs this against versioned URLs.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=86400, stale-if-error=86400";
 
 /// Why an object store URL cannot be opened.
 #[derive(Debug, thiserror::Error)]

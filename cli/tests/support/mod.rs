@@ -341,3 +341,85 @@ pub fn reference_render(
         .filter(|(k, _)| k.ends_with(".png") && !k.starts_with(".uniform"))
         .collect()
 }
+
+/// `tilefarm serve` in the embedded mode, on a folder of the test's.
+pub struct Embedded {
+    pub child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Embedded {
+    pub fn start(data_dir: &std::path::Path, log: std::path::PathBuf) -> Embedded {
+        Embedded::start_with(data_dir, log, &[])
+    }
+
+    pub fn start_with(
+        data_dir: &std::path::Path,
+        log: std::path::PathBuf,
+        args: &[&str],
+    ) -> Embedded {
+        let port = free_port();
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--concurrency", "2", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("TILEFARM_AMQP_URL")
+            .env_remove("TILEFARM_DATABASE_URL")
+            .env_remove("TILEFARM_STORE")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "tilefarm serve", Duration::from_secs(60));
+        Embedded { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.get_json(&format!("/v1/jobs/{id}"), None).await
+    }
+
+    /// `GET path` (with the bearer token, if given) as JSON.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        let mut req = reqwest::Client::new().get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until job `id` has ended (within 300 s); its last status.
+    pub async fn wait_job(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let j = self.job(id).await;
+            if !matches!(j["state"].as_str(), Some("queued" | "running")) {
+                return j;
+            }
+            assert!(started.elapsed() < Duration::from_secs(300), "{j}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
