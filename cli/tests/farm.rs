@@ -394,18 +394,13 @@ async fn a_job_survives_a_rabbitmq_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
-    use tilefarm_queue::{Broker, DEAD_QUEUE, NewLayer, PgStore, QueuePolicy, RenderTask};
+    use tilefarm_queue::{Broker, DEAD_QUEUE, NewLayer, QueuePolicy, RenderTask};
     let _broker = SERVERS.read().await;
-    let mut farm = Farm::new().await;
-    farm.extra_env
-        .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
+    let mut farm = Farm::new().await.with_fast_retries();
     // A job whose prepared data is gone from the store: every attempt at its
     // render task fails. It is planned before the farm starts, so no worker
     // can take its ingest task (whose upload does not exist) first.
-    let store = PgStore::connect(&farm.db.as_ref().unwrap().url)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let store = farm.store().await;
     let layer = NewLayer {
         name: "lost".into(),
         min_zoom: 0,

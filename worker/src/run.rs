@@ -140,9 +140,18 @@ async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
                 Some(other) => format!("a task was dead-lettered ({other})"),
                 None => "a task was dead-lettered".to_string(),
             };
-            // No worker holds a dead letter's task any more.
-            let failed = match farm.store.fail_job(msg.job, "task_failed", &reason).await {
-                Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+            // No worker holds a dead letter's task any more. A letter from
+            // before the task was replayed, or of an unknown task, fails nothing.
+            let failed = match farm
+                .store
+                .record_dead_letter(msg.task, msg.replay, &reason)
+                .await
+            {
+                Ok(false) => Ok(false),
+                Ok(true) => match farm.store.fail_job(msg.job, "task_failed", &reason).await {
+                    Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match failed {
@@ -208,7 +217,7 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
             Outcome::Permanent(why.clone())
         }
         Ok(msg) => {
-            let (job_id, task_id) = (msg.job, msg.task);
+            let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
             match run_holding_through_outages(farm, msg, stop).await {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
@@ -228,6 +237,9 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
                     };
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
+                    if let Err(e) = record_dead_letter(farm, task_id, replay, &e, &message).await {
+                        tracing::warn!(%job_id, %task_id, "could not record the dead letter: {e}");
+                    }
                     if let Err(e) = farm.fail_job(job_id, "task_failed", &message).await {
                         tracing::error!(%job_id, "could not record the failure: {e}");
                     } else if let Err(e) = farm.store.release_task(task_id).await {
@@ -241,6 +253,23 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
     if let Err(e) = incoming.settle(&outcome).await {
         tracing::warn!("could not settle a task ({e}); the broker will deliver it again");
     }
+}
+
+/// Records a task's last failed attempt and its dead letter, for `tilefarm dlq`.
+async fn record_dead_letter(
+    farm: &Farm,
+    task_id: uuid::Uuid,
+    replay: i32,
+    error: &TaskError,
+    reason: &str,
+) -> Result<(), tilefarm_queue::StoreError> {
+    farm.store
+        .record_attempt(task_id, &error.to_string())
+        .await?;
+    farm.store
+        .record_dead_letter(task_id, replay, reason)
+        .await?;
+    Ok(())
 }
 
 /// Publishes outbox rows until `stop` is cancelled, each as soon as it is

@@ -84,6 +84,23 @@ impl Farm {
         }
     }
 
+    /// Retries a failed task after 100, 200 and 300 ms, so that one that
+    /// always fails is dead-lettered within a second or so.
+    pub fn with_fast_retries(mut self) -> Farm {
+        self.extra_env
+            .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
+        self
+    }
+
+    /// The farm's job store, migrated, for setting jobs up by hand.
+    pub async fn store(&self) -> tilefarm_queue::PgStore {
+        let store = tilefarm_queue::PgStore::connect(&self.db.as_ref().unwrap().url)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("TILEFARM_AMQP_URL".into(), self.vhost.url.clone()),
@@ -118,6 +135,16 @@ impl Farm {
             log,
         });
         self.procs.len() - 1
+    }
+
+    /// Runs `tilefarm ARGS...` with the farm's settings to its end; its output.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .args(args)
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tilefarm")
     }
 
     /// Starts the API (with `args` added) and waits until it listens.
