@@ -13,7 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::farm::{Farm, TaskError};
+use crate::farm::{Farm, TaskError, TaskRun};
+use crate::metrics::WorkerMetrics;
 
 /// Where the broker is and how its queues behave.
 #[derive(Clone, Debug)]
@@ -181,10 +182,11 @@ async fn run_holding_through_outages(
     farm: &Farm,
     msg: &TaskMessage,
     stop: &CancellationToken,
-) -> Result<(), TaskError> {
+) -> TaskRun {
     let mut pause = Duration::from_millis(250);
     loop {
-        match farm.run_task(msg).await {
+        let run = farm.run_task(msg).await;
+        match &run.result {
             Err(TaskError::StoreDown(why)) => {
                 tracing::warn!(
                     job_id = %msg.job,
@@ -193,9 +195,11 @@ async fn run_holding_through_outages(
                 );
                 while farm.store.ping().await.is_err() {
                     if stop.is_cancelled() {
-                        return Err(TaskError::Transient(format!(
-                            "stopped while the job store was unreachable ({why})"
-                        )));
+                        let why = format!("stopped while the job store was unreachable ({why})");
+                        return TaskRun {
+                            result: Err(TaskError::Transient(why)),
+                            ..run
+                        };
                     }
                     tokio::select! {
                         _ = stop.cancelled() => {}
@@ -204,23 +208,28 @@ async fn run_holding_through_outages(
                     pause = (pause * 2).min(MAX_BACKOFF);
                 }
             }
-            other => return other,
+            _ => return run,
         }
     }
 }
 
 /// Runs one delivered task and settles its message by the outcome.
 async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
+    let metrics = &farm.metrics;
+    metrics.in_flight.inc();
     let outcome = match incoming.message() {
         Err(why) => {
             tracing::error!("dead-lettered a message that is not a task: {why}");
+            WorkerMetrics::count(&metrics.dead_lettered, "unknown");
             Outcome::Permanent(why.clone())
         }
         Ok(msg) => {
             let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
-            match run_holding_through_outages(farm, msg, stop).await {
+            let run = run_holding_through_outages(farm, msg, stop).await;
+            match run.result {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
+                    WorkerMetrics::count(&metrics.retried, &run.kind);
                     let attempt = incoming.attempt() + 1;
                     tracing::warn!(%job_id, %task_id, attempt, "task failed, will retry: {why}");
                     if let Err(e) = farm.store.record_attempt(task_id, &why).await {
@@ -237,6 +246,7 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
                     };
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
+                    WorkerMetrics::count(&metrics.dead_lettered, &run.kind);
                     if let Err(e) = record_dead_letter(farm, task_id, replay, &e, &message).await {
                         tracing::warn!(%job_id, %task_id, "could not record the dead letter: {e}");
                     }
@@ -253,6 +263,7 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
     if let Err(e) = incoming.settle(&outcome).await {
         tracing::warn!("could not settle a task ({e}); the broker will deliver it again");
     }
+    metrics.in_flight.dec();
 }
 
 /// Records a task's last failed attempt and its dead letter, for `tilefarm dlq`.

@@ -101,6 +101,37 @@ impl Farm {
         store
     }
 
+    /// A job of one render task whose prepared data is gone from the store, so
+    /// that every attempt at it fails. Plan it before the farm starts, so that
+    /// no worker takes its ingest task (whose upload does not exist) first.
+    pub async fn plan_lost_job(&self) -> tilefarm_queue::Upload {
+        let store = self.store().await;
+        let layer = tilefarm_queue::NewLayer {
+            name: "lost".into(),
+            min_zoom: 0,
+            max_zoom: 0,
+            style: serde_json::json!({}),
+        };
+        let lost = store.create_upload(&layer, "t/uploads/gone").await.unwrap();
+        store
+            .record_prepared(lost.layer_id, 1, "t/layers/gone/features.geojsons", 1, None)
+            .await
+            .unwrap();
+        let task = tilefarm_queue::RenderTask {
+            z: 0,
+            x: 0,
+            y: 0,
+            n: 1,
+            tiles: 1,
+            ..Default::default()
+        };
+        store
+            .plan(lost.job_id, lost.ingest_task, &[task])
+            .await
+            .unwrap();
+        lost
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("TILEFARM_AMQP_URL".into(), self.vhost.url.clone()),
