@@ -13,6 +13,7 @@ use tilefarm_queue::{Completion, JobStore, StoreError, TaskContext, TaskMessage}
 use tilefarm_renderer::{
     Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Style, ZoomLayer, read_geojson, unit_to_lonlat,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::change::{Edit, merge_tasks, plan_edit, plan_replace, tiles_in, whole};
@@ -141,6 +142,9 @@ impl Farm {
             Err(e) => return TaskRun::unknown(Err(e.into())),
         };
         let kind = ctx.kind.clone();
+        let span = tracing::Span::current();
+        span.record("kind", kind.as_str());
+        span.record("layer_id", tracing::field::display(ctx.layer_id));
         let result = self.run_live(&ctx).await;
         TaskRun {
             kind,
@@ -162,7 +166,11 @@ impl Farm {
         WorkerMetrics::count(&self.metrics.started, &ctx.kind);
         let result = match ctx.kind.as_str() {
             "ingest" | "edit" => self.ingest(ctx).await,
-            "render" => self.render(ctx).await,
+            "render" => {
+                let (z, x, y) = (ctx.z, ctx.x, ctx.y);
+                let span = tracing::info_span!("metatile", z, x, y);
+                self.render(ctx).instrument(span).await
+            }
             "invalidate" => self.invalidate(ctx).await,
             other => Err(TaskError::Permanent(format!("unknown task kind {other:?}"))),
         };

@@ -12,6 +12,7 @@ use tilefarm_queue::{
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::farm::{Farm, TaskError, TaskRun};
 use crate::metrics::WorkerMetrics;
@@ -213,8 +214,25 @@ async fn run_holding_through_outages(
     }
 }
 
-/// Runs one delivered task and settles its message by the outcome.
+/// Runs one delivered task and settles its message by the outcome, in a span
+/// with the task's job, id, kind and layer, ending with one line that says
+/// the outcome and the seconds it took.
 async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
+    let span = match incoming.message() {
+        Ok(msg) => tracing::info_span!(
+            "task",
+            job_id = %msg.job,
+            task_id = %msg.task,
+            kind = tracing::field::Empty,
+            layer_id = tracing::field::Empty,
+        ),
+        Err(_) => tracing::info_span!("task"),
+    };
+    settle_task(farm, incoming, stop).instrument(span).await
+}
+
+async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
+    let started = std::time::Instant::now();
     let metrics = &farm.metrics;
     metrics.in_flight.inc();
     let outcome = match incoming.message() {
@@ -264,6 +282,16 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
         tracing::warn!("could not settle a task ({e}); the broker will deliver it again");
     }
     metrics.in_flight.dec();
+    let ended = match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry(_) => "retried",
+        Outcome::Permanent(_) => "dead_lettered",
+    };
+    tracing::info!(
+        outcome = ended,
+        seconds = started.elapsed().as_secs_f64(),
+        "task finished"
+    );
 }
 
 /// Records a task's last failed attempt and its dead letter, for `tilefarm dlq`.
