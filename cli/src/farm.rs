@@ -8,8 +8,8 @@ use clap::Args;
 use tilefarm_api::{ApiConfig, AppState, ServerLimits, Transport};
 use tilefarm_queue::{JobStore, LocalQueue, QueuePolicy, SqliteStore};
 use tilefarm_worker::{
-    BrokerConfig, Drain, Farm, FarmConfig, Objects, WorkerMetrics, run_local_relay,
-    run_local_worker, run_relay, run_worker, serve_worker_endpoint,
+    BrokerConfig, Drain, Farm, FarmConfig, Objects, run_local_relay, run_local_worker, run_relay,
+    run_worker, serve_worker_endpoint,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -314,8 +314,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                     "--metrics-listen is for processes that run tasks; the API serves /metrics"
                 )
             }
-            (Some(address), Some((_, slots))) => {
-                Some(start_endpoint(address, *slots, drain.clone()).await?)
+            (Some(address), Some((farm, slots))) => {
+                Some(start_endpoint(address, farm, *slots, drain.clone()).await?)
             }
             (None, _) => None,
         };
@@ -385,7 +385,9 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
             drained: CancellationToken::new(),
         };
         let endpoint = match args.worker.metrics_listen {
-            Some(address) => Some(start_endpoint(address, workers.1, drain.clone()).await?),
+            Some(address) => {
+                Some(start_endpoint(address, &workers.0, workers.1, drain.clone()).await?)
+            }
             None => None,
         };
         let mut background = tokio::task::JoinSet::new();
@@ -409,6 +411,7 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
 /// Starts a worker's /metrics, /healthz and /drain endpoint.
 async fn start_endpoint(
     address: SocketAddr,
+    farm: &Farm,
     slots: usize,
     drain: Drain,
 ) -> Result<tokio::task::JoinHandle<()>> {
@@ -416,7 +419,7 @@ async fn start_endpoint(
         .await
         .with_context(|| format!("cannot listen on {address} for metrics"))?;
     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
-    let metrics = Arc::new(WorkerMetrics::default());
+    let metrics = farm.metrics.clone();
     metrics.slots.set(i64::try_from(slots).unwrap_or(i64::MAX));
     Ok(tokio::spawn(async move {
         if let Err(e) = serve_worker_endpoint(listener, metrics, drain).await {

@@ -1,6 +1,7 @@
 //! `tilefarm`: the command-line front door.
 #![forbid(unsafe_code)]
 
+mod dlq;
 mod farm;
 mod migrate;
 mod progress;
@@ -40,6 +41,8 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Send an edit of a layer's features to a tilefarm server and follow its job.
     Edit(upload::EditArgs),
+    /// List the farm's dead-lettered tasks, or put them back to work.
+    Dlq(dlq::DlqArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => farm::worker(*args),
         Command::Upload(args) => upload::run(args),
         Command::Edit(args) => upload::run_edit(args),
+        Command::Dlq(args) => dlq::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

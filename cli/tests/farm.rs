@@ -394,44 +394,10 @@ async fn a_job_survives_a_rabbitmq_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_always_fails_is_dead_lettered_and_fails_only_its_job() {
-    use tilefarm_queue::{Broker, DEAD_QUEUE, NewLayer, PgStore, QueuePolicy, RenderTask};
+    use tilefarm_queue::{Broker, DEAD_QUEUE, QueuePolicy};
     let _broker = SERVERS.read().await;
-    let mut farm = Farm::new().await;
-    farm.extra_env
-        .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
-    // A job whose prepared data is gone from the store: every attempt at its
-    // render task fails. It is planned before the farm starts, so no worker
-    // can take its ingest task (whose upload does not exist) first.
-    let store = PgStore::connect(&farm.db.as_ref().unwrap().url)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let layer = NewLayer {
-        name: "lost".into(),
-        min_zoom: 0,
-        max_zoom: 0,
-        style: serde_json::json!({}),
-    };
-    let lost = store.create_upload(&layer, "t/uploads/gone").await.unwrap();
-    store
-        .record_prepared(lost.layer_id, 1, "t/layers/gone/features.geojsons", 1, None)
-        .await
-        .unwrap();
-    store
-        .plan(
-            lost.job_id,
-            lost.ingest_task,
-            &[RenderTask {
-                z: 0,
-                x: 0,
-                y: 0,
-                n: 1,
-                tiles: 1,
-                ..RenderTask::default()
-            }],
-        )
-        .await
-        .unwrap();
+    let mut farm = Farm::new().await.with_fast_retries();
+    let lost = farm.plan_lost_job().await;
     farm.serve(&["--concurrency", "2"]);
     // Another job at the same time carries on.
     let (good, _) = farm

@@ -153,3 +153,124 @@ async fn a_worker_serves_metrics_and_drains_when_asked() {
     farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
     farm.stop().await;
 }
+
+/// The value of one series (`name{labels}` as the scrape spells it) in a
+/// Prometheus text scrape; 0 when it is not there yet.
+fn series(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_counters_move_as_its_jobs_run() {
+    let mut farm = Farm::new().await.with_fast_retries();
+    let lost = farm.plan_lost_job().await;
+    farm.serve(&["--api-only"]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    farm.spawn(
+        "worker",
+        &["worker", "--concurrency", "2", "--metrics-listen", &listen],
+    );
+    wait_for_port(
+        listen.rsplit(':').next().unwrap().parse().unwrap(),
+        "the worker's metrics",
+        Duration::from_secs(60),
+    );
+    let url = format!("http://{listen}/metrics");
+    let kind = |family: &str, kind: &str| {
+        format!("tilefarm_worker_tasks_{family}_total{{kind=\"{kind}\"}}")
+    };
+
+    // The lost job's one task: tried four times, then given up on.
+    let (failed, _) = farm
+        .wait_job(&lost.job_id.to_string(), Duration::from_secs(60))
+        .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let (_, before) = text(&farm, &url).await;
+    assert_eq!(series(&before, &kind("started", "render")), 4.0, "{before}");
+    assert_eq!(series(&before, &kind("retried", "render")), 3.0, "{before}");
+    assert_eq!(
+        series(&before, &kind("dead_lettered", "render")),
+        1.0,
+        "{before}"
+    );
+    assert_eq!(
+        series(&before, &kind("succeeded", "render")),
+        0.0,
+        "{before}"
+    );
+    assert_eq!(
+        series(&before, "tilefarm_worker_layer_cache_misses_total"),
+        4.0,
+        "{before}"
+    );
+
+    // A job that succeeds moves the others.
+    let (job, layer) = farm
+        .upload_sample("ne_110m_countries.geojson", "world", "0-4")
+        .await;
+    let (done, _) = farm.wait_job(&job, Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let store = farm.store().await;
+    let renders = store
+        .render_tasks(job.parse().unwrap())
+        .await
+        .unwrap()
+        .len() as f64;
+    assert!(renders > 1.0);
+    let (_, after) = text(&farm, &url).await;
+    let moved = |name: &str| series(&after, name) - series(&before, name);
+    for family in ["started", "succeeded"] {
+        assert_eq!(moved(&kind(family, "ingest")), 1.0, "{family}: {after}");
+        assert_eq!(moved(&kind(family, "render")), renders, "{family}: {after}");
+    }
+    assert_eq!(moved(&kind("retried", "render")), 0.0, "{after}");
+    assert_eq!(moved(&kind("dead_lettered", "render")), 0.0, "{after}");
+    for histogram in ["render", "encode", "store"] {
+        let count = format!("tilefarm_worker_{histogram}_seconds_count");
+        assert_eq!(moved(&count), renders, "{histogram}: {after}");
+        let sum = format!("tilefarm_worker_{histogram}_seconds_sum");
+        assert!(moved(&sum) > 0.0, "{histogram}: {after}");
+    }
+    let total = done["progress"]["total"].as_f64().unwrap();
+    let stored = farm.stored_tiles(&layer).len() as f64;
+    assert_eq!(
+        moved("tilefarm_worker_tiles_rendered_total"),
+        total,
+        "{after}"
+    );
+    assert_eq!(
+        moved("tilefarm_worker_tiles_skipped_total"),
+        total - stored,
+        "the transparent tiles: {after}"
+    );
+    let one_colour = moved("tilefarm_worker_tiles_one_colour_total");
+    assert!(
+        one_colour >= total - stored && one_colour < total,
+        "{after}"
+    );
+    // The worker that ingested the layer has it at hand for every render.
+    assert_eq!(
+        moved("tilefarm_worker_layer_cache_hits_total"),
+        renders,
+        "{after}"
+    );
+    assert_eq!(
+        moved("tilefarm_worker_layer_cache_misses_total"),
+        0.0,
+        "{after}"
+    );
+    assert_eq!(
+        series(&after, "tilefarm_worker_layer_cache_layers"),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        series(&after, "tilefarm_worker_tasks_in_flight"),
+        0.0,
+        "{after}"
+    );
+    farm.stop().await;
+}

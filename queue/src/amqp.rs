@@ -10,9 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -96,18 +96,26 @@ impl Broker {
     /// Connects to `url` (`amqp://user:pass@host:5672/vhost`) and declares the
     /// topology (idempotently).
     pub async fn connect(url: &str, policy: QueuePolicy) -> BrokerResult<Broker> {
+        let mut broker = Broker::connect_existing(url).await?;
+        broker.policy = policy;
+        broker.declare_topology().await?;
+        Ok(broker)
+    }
+
+    /// Connects to `url` without declaring the topology, for tools that work
+    /// on a running farm's queues whatever their policy (which only the farm's
+    /// own processes declare).
+    pub async fn connect_existing(url: &str) -> BrokerResult<Broker> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let broker = Broker {
+        Ok(Broker {
             connection,
             publisher,
-            policy,
-        };
-        broker.declare_topology().await?;
-        Ok(broker)
+            policy: QueuePolicy::default(),
+        })
     }
 
     pub fn connection(&self) -> &Connection {
@@ -296,11 +304,62 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Takes every message of [`DEAD_QUEUE`] in hand, removes those of them
+    /// that `remove` picks (it sees the ones that are tasks, in order, and
+    /// answers one `bool` each) and gives the others back. Returns how many
+    /// were removed and how many are left.
+    pub async fn sweep_dead_letters<F, Fut>(&self, remove: F) -> BrokerResult<(usize, usize)>
+    where
+        F: FnOnce(Vec<TaskMessage>) -> Fut,
+        Fut: std::future::Future<Output = BrokerResult<Vec<bool>>>,
+    {
+        let channel = self.connection.create_channel().await?;
+        let mut held = Vec::new();
+        while let Some(m) = channel
+            .basic_get(short(DEAD_QUEUE), BasicGetOptions::default())
+            .await?
+        {
+            held.push(m.delivery);
+        }
+        let tasks: Vec<(usize, TaskMessage)> = held
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i, serde_json::from_slice(&d.data).ok()?)))
+            .collect();
+        let verdicts = match remove(tasks.iter().map(|(_, t)| *t).collect()).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Closing the channel gives the messages back.
+                let _ = channel.close(200, "dead letters kept".into()).await;
+                return Err(e);
+            }
+        };
+        let mut removed = 0;
+        for ((i, _), remove) in tasks.iter().zip(verdicts) {
+            if remove {
+                held[*i].ack(BasicAckOptions::default()).await?;
+                removed += 1;
+            }
+        }
+        channel.close(200, "dead letters swept".into()).await?;
+        Ok((removed, held.len() - removed))
+    }
+}
+
 /// The body of a task message, as the outbox writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMessage {
     pub task: Uuid,
     pub job: Uuid,
+    /// How often the task had been replayed from the dead letters when this
+    /// message was sent (left out when never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replay: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// How handling a task ended, which decides what happens to its message.

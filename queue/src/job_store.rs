@@ -74,6 +74,9 @@ forward! {
     ) -> StoreResult<()>;
     /// Counts a failed attempt at a task.
     fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32>;
+    /// Records that a task's message was dead-lettered; `false` for a stale
+    /// letter (the task was replayed since) or an unknown task.
+    fn record_dead_letter(&self, task_id: Uuid, replay: i32, reason: &str) -> StoreResult<bool>;
     /// Settles a job's plan: its render tasks and total.
     fn plan(&self, job_id: Uuid, plan_task: Uuid, tasks: &[RenderTask]) -> StoreResult<Vec<Uuid>>;
     /// Records a task done, once.

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod amqp;
+mod dead_letters;
 mod delivery;
 mod error;
 mod job_store;
@@ -22,6 +23,7 @@ pub use amqp::{
     DEAD_QUEUE, Incoming, Outcome, QueuePolicy, TaskConsumer, TaskMessage, WORK_QUEUES,
     retry_queue,
 };
+pub use dead_letters::{DeadLetter, Replayed};
 pub use delivery::Delivery;
 pub use error::{StoreError, StoreResult};
 pub use job_store::JobStore;

@@ -65,6 +65,10 @@ impl SqliteStore {
         Ok(SqliteStore { pool, reads })
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
@@ -265,11 +269,13 @@ impl SqliteStore {
 
     pub async fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32> {
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1
-             RETURNING attempts",
+            "UPDATE tasks SET attempts = attempts + 1, last_error = ?2,
+                    first_failed_at = coalesce(first_failed_at, ?3), last_failed_at = ?3
+             WHERE id = ?1 RETURNING attempts",
         )
         .bind(task_id)
         .bind(error)
+        .bind(now())
         .fetch_optional(&self.pool)
         .await?;
         attempts

@@ -5,6 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::amqp::TaskMessage;
 use crate::error::{StoreError, StoreResult};
 
 /// The schema, applied by [`PgStore::migrate`].
@@ -598,8 +599,9 @@ impl PgStore {
     /// Counts a failed attempt at a task and returns the attempts so far.
     pub async fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32> {
         sqlx::query_scalar(
-            "UPDATE tasks SET attempts = attempts + 1, last_error = $2 WHERE id = $1
-             RETURNING attempts",
+            "UPDATE tasks SET attempts = attempts + 1, last_error = $2,
+                    first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
+             WHERE id = $1 RETURNING attempts",
         )
         .bind(task_id)
         .bind(error)
@@ -670,9 +672,23 @@ async fn enqueue(
     task: Uuid,
     job: Uuid,
 ) -> StoreResult<()> {
+    let message = TaskMessage {
+        task,
+        job,
+        replay: 0,
+    };
+    enqueue_message(tx, queue, &message).await
+}
+
+/// Puts a task's message in the outbox.
+pub(crate) async fn enqueue_message(
+    tx: &mut Transaction<'_, Postgres>,
+    queue: &str,
+    message: &TaskMessage,
+) -> StoreResult<()> {
     sqlx::query("INSERT INTO outbox (queue, payload) VALUES ($1, $2)")
         .bind(queue)
-        .bind(serde_json::json!({ "task": task, "job": job }))
+        .bind(serde_json::to_value(message).expect("a task message is JSON"))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -791,7 +807,10 @@ async fn start_layer(tx: &mut Transaction<'_, Postgres>, layer_id: Uuid) -> Stor
 }
 
 /// Locks a job's row for the rest of the transaction and returns its state.
-async fn lock_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<String> {
+pub(crate) async fn lock_job(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+) -> StoreResult<String> {
     sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
         .bind(job_id)
         .fetch_optional(&mut **tx)

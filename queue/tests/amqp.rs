@@ -197,6 +197,7 @@ async fn consumed_messages_are_settled_by_their_outcome_with_retries_after_a_del
         .map(|_| TaskMessage {
             task: uuid::Uuid::new_v4(),
             job: uuid::Uuid::new_v4(),
+            replay: 0,
         })
         .collect();
     for t in &tasks {

@@ -13,13 +13,15 @@ use tilefarm_queue::{Completion, JobStore, StoreError, TaskContext, TaskMessage}
 use tilefarm_renderer::{
     Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Style, ZoomLayer, read_geojson, unit_to_lonlat,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::change::{Edit, merge_tasks, plan_edit, plan_replace, tiles_in, whole};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
+use crate::metrics::WorkerMetrics;
 use crate::objects::Objects;
 use crate::plan::{OverBudget, plan_render_within};
-use crate::pyramid::{RenderedTile, UniformPngs, render_tiles};
+use crate::pyramid::{RenderedTile, UniformPngs, render_tiles_measured};
 
 /// How the farm cuts and renders work.
 #[derive(Clone, Debug)]
@@ -107,6 +109,8 @@ pub struct Farm {
     pub store: JobStore,
     pub objects: Objects,
     pub config: FarmConfig,
+    /// What `--metrics-listen` serves.
+    pub metrics: Arc<WorkerMetrics>,
     pool: rayon::ThreadPool,
     layers: LayerCache,
     http: reqwest::Client,
@@ -123,6 +127,7 @@ impl Farm {
             store,
             objects,
             config,
+            metrics: Arc::default(),
             pool,
             layers: LayerCache::default(),
             http: reqwest::Client::builder()
@@ -134,13 +139,28 @@ impl Farm {
 
     /// Runs one task. Bad data is not an error here: it fails the job with a
     /// message for the uploader, and the task is done.
-    pub async fn run_task(&self, msg: &TaskMessage) -> Result<(), TaskError> {
-        let Some(ctx) = self.store.task_context(msg.task).await? else {
-            return Err(TaskError::Permanent(format!(
-                "task {} is not in the job store",
-                msg.task
-            )));
+    pub async fn run_task(&self, msg: &TaskMessage) -> TaskRun {
+        let ctx = match self.store.task_context(msg.task).await {
+            Ok(Some(ctx)) => ctx,
+            Ok(None) => {
+                let why = format!("task {} is not in the job store", msg.task);
+                return TaskRun::unknown(Err(TaskError::Permanent(why)));
+            }
+            Err(e) => return TaskRun::unknown(Err(e.into())),
         };
+        let kind = ctx.kind.clone();
+        let span = tracing::Span::current();
+        span.record("kind", kind.as_str());
+        span.record("layer_id", tracing::field::display(ctx.layer_id));
+        let result = self.run_live(&ctx).await;
+        TaskRun {
+            kind,
+            layer_id: Some(ctx.layer_id),
+            result,
+        }
+    }
+
+    async fn run_live(&self, ctx: &TaskContext) -> Result<(), TaskError> {
         if !ctx.is_live() {
             tracing::debug!(job_id = %ctx.job_id, task_id = %ctx.task_id, "task already settled");
             if ctx.task_state != "done" {
@@ -150,12 +170,21 @@ impl Farm {
             }
             return Ok(());
         }
-        match ctx.kind.as_str() {
-            "ingest" | "edit" => self.ingest(&ctx).await,
-            "render" => self.render(&ctx).await,
-            "invalidate" => self.invalidate(&ctx).await,
+        WorkerMetrics::count(&self.metrics.started, &ctx.kind);
+        let result = match ctx.kind.as_str() {
+            "ingest" | "edit" => self.ingest(ctx).await,
+            "render" => {
+                let (z, x, y) = (ctx.z, ctx.x, ctx.y);
+                let span = tracing::info_span!("metatile", z, x, y);
+                self.render(ctx).instrument(span).await
+            }
+            "invalidate" => self.invalidate(ctx).await,
             other => Err(TaskError::Permanent(format!("unknown task kind {other:?}"))),
+        };
+        if result.is_ok() {
+            WorkerMetrics::count(&self.metrics.succeeded, &ctx.kind);
         }
+        result
     }
 
     /// Fails a job with a message for the uploader, logged with the job's id.
@@ -308,6 +337,9 @@ impl Farm {
             .layers
             .cell(ctx.layer_id, ctx.version)
             .set(Arc::new(ingested.prepared));
+        self.metrics
+            .layer_cache_layers
+            .set(self.layers.len() as i64);
         match self
             .store
             .plan(ctx.job_id, ctx.task_id, &ingested.tasks)
@@ -344,13 +376,20 @@ impl Farm {
         let prepared = self.prepared(ctx).await?;
         let tile_size = self.config.tile_size;
         let tiles = tiles_in(meta, ctx.dirty.as_deref());
-        let rendered = self
+        let (rendered, work) = self
             .on_pool(move || {
                 let zl = prepared.zoom(z, tile_size);
-                render_tiles(zl, meta, &tiles, &UniformPngs::default()).map_err(|e| e.to_string())
+                render_tiles_measured(zl, meta, &tiles, &UniformPngs::default())
+                    .map_err(|e| e.to_string())
             })
             .await?
             .map_err(TaskError::Permanent)?;
+        let m = &self.metrics;
+        WorkerMetrics::time(&m.render_seconds, work.render);
+        WorkerMetrics::time(&m.encode_seconds, work.encode);
+        m.tiles_rendered.inc_by(rendered.len() as u64);
+        m.tiles_one_colour.inc_by(work.one_colour);
+        let produced = rendered.len();
         // A first render leaves transparent tiles out. A change compares each
         // tile with the one stored and rewrites (or deletes) only those that
         // differ, recording them first for the caches.
@@ -367,7 +406,9 @@ impl Farm {
                 .filter(|(_, png)| png.is_some())
                 .collect()
         };
+        m.tiles_skipped.inc_by((produced - writes.len()) as u64);
         let (objects, layer) = (self.objects.clone(), ctx.layer_id);
+        let started = std::time::Instant::now();
         futures_util::stream::iter(writes)
             .map(move |(t, png)| {
                 let objects = objects.clone();
@@ -382,6 +423,7 @@ impl Farm {
             .try_collect::<Vec<()>>()
             .await
             .map_err(transient)?;
+        WorkerMetrics::time(&m.store_seconds, started.elapsed());
         let completion = self.store.complete_task(ctx.task_id).await?;
         tracing::debug!(
             job_id = %ctx.job_id,
@@ -482,6 +524,13 @@ impl Farm {
         style: &Style,
     ) -> Result<Arc<PreparedLayer>, TaskError> {
         let cell = self.layers.cell(layer, version);
+        let m = &self.metrics;
+        if cell.initialized() {
+            m.layer_cache_hits.inc();
+        } else {
+            m.layer_cache_misses.inc();
+        }
+        m.layer_cache_layers.set(self.layers.len() as i64);
         let loaded = cell
             .get_or_try_init(|| async {
                 let data = self
@@ -558,6 +607,26 @@ impl Farm {
     }
 }
 
+/// What running a task came to, and what it was (as far as the job store said).
+#[derive(Debug)]
+pub struct TaskRun {
+    /// `ingest`, `edit`, `render` or `invalidate`; `unknown` when the job
+    /// store did not say.
+    pub kind: String,
+    pub layer_id: Option<Uuid>,
+    pub result: Result<(), TaskError>,
+}
+
+impl TaskRun {
+    fn unknown(result: Result<(), TaskError>) -> TaskRun {
+        TaskRun {
+            kind: "unknown".into(),
+            layer_id: None,
+            result,
+        }
+    }
+}
+
 struct Ingested {
     bytes: Bytes,
     /// What the uploader learns of the upload (not for edits).
@@ -603,6 +672,10 @@ struct LayerCache {
 const LAYERS_KEPT: usize = 4;
 
 impl LayerCache {
+    fn len(&self) -> usize {
+        self.entries.lock().expect("lock").len()
+    }
+
     fn cell(&self, layer: Uuid, version: i32) -> LayerCell {
         let mut entries = self.entries.lock().expect("lock");
         let key = (layer, version);

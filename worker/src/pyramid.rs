@@ -227,12 +227,43 @@ pub fn render_tiles(
     tiles: &[TileId],
     pngs: &UniformPngs,
 ) -> Result<Vec<RenderedTile>, RenderError> {
+    render_tiles_measured(zl, meta, tiles, pngs).map(|(tiles, _)| tiles)
+}
+
+/// What rendering a metatile's tiles took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TileWork {
+    /// Rasterizing the metatile.
+    pub render: Duration,
+    /// Encoding its tiles.
+    pub encode: Duration,
+    /// Tiles of one colour (transparent ones among them): no encode of their own.
+    pub one_colour: u64,
+}
+
+/// [`render_tiles`], saying what the work took.
+pub fn render_tiles_measured(
+    zl: &ZoomLayer,
+    meta: MetaTile,
+    tiles: &[TileId],
+    pngs: &UniformPngs,
+) -> Result<(Vec<RenderedTile>, TileWork), RenderError> {
     let ts = zl.tile_size();
+    let started = Instant::now();
     let rendered = render_metatile(zl, meta);
-    tiles
+    let mut work = TileWork {
+        render: started.elapsed(),
+        ..TileWork::default()
+    };
+    let started = Instant::now();
+    let tiles = tiles
         .iter()
         .map(|&t| {
-            let png = match rendered.tile(t) {
+            let image = rendered.tile(t);
+            if matches!(image, TileImage::Uniform(_)) {
+                work.one_colour += 1;
+            }
+            let png = match image {
                 TileImage::Uniform(color) if color.is_invisible() => return Ok((t, None)),
                 TileImage::Uniform(color) => pngs.get(color, ts).map(|png| png.to_vec()),
                 image @ TileImage::Pixels(_) => encode_png(&image, ts),
@@ -240,7 +271,9 @@ pub fn render_tiles(
             png.map(|png| (t, Some(png)))
                 .map_err(|source| RenderError::Png { tile: t, source })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    work.encode = started.elapsed();
+    Ok((tiles, work))
 }
 
 /// Renders every tile of `options.zooms` into `sink`, calling `progress` with the

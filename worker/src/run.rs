@@ -12,8 +12,10 @@ use tilefarm_queue::{
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::farm::{Farm, TaskError};
+use crate::farm::{Farm, TaskError, TaskRun};
+use crate::metrics::WorkerMetrics;
 
 /// Where the broker is and how its queues behave.
 #[derive(Clone, Debug)]
@@ -140,9 +142,18 @@ async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
                 Some(other) => format!("a task was dead-lettered ({other})"),
                 None => "a task was dead-lettered".to_string(),
             };
-            // No worker holds a dead letter's task any more.
-            let failed = match farm.store.fail_job(msg.job, "task_failed", &reason).await {
-                Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+            // No worker holds a dead letter's task any more. A letter from
+            // before the task was replayed, or of an unknown task, fails nothing.
+            let failed = match farm
+                .store
+                .record_dead_letter(msg.task, msg.replay, &reason)
+                .await
+            {
+                Ok(false) => Ok(false),
+                Ok(true) => match farm.store.fail_job(msg.job, "task_failed", &reason).await {
+                    Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match failed {
@@ -172,10 +183,11 @@ async fn run_holding_through_outages(
     farm: &Farm,
     msg: &TaskMessage,
     stop: &CancellationToken,
-) -> Result<(), TaskError> {
+) -> TaskRun {
     let mut pause = Duration::from_millis(250);
     loop {
-        match farm.run_task(msg).await {
+        let run = farm.run_task(msg).await;
+        match &run.result {
             Err(TaskError::StoreDown(why)) => {
                 tracing::warn!(
                     job_id = %msg.job,
@@ -184,9 +196,11 @@ async fn run_holding_through_outages(
                 );
                 while farm.store.ping().await.is_err() {
                     if stop.is_cancelled() {
-                        return Err(TaskError::Transient(format!(
-                            "stopped while the job store was unreachable ({why})"
-                        )));
+                        let why = format!("stopped while the job store was unreachable ({why})");
+                        return TaskRun {
+                            result: Err(TaskError::Transient(why)),
+                            ..run
+                        };
                     }
                     tokio::select! {
                         _ = stop.cancelled() => {}
@@ -195,23 +209,45 @@ async fn run_holding_through_outages(
                     pause = (pause * 2).min(MAX_BACKOFF);
                 }
             }
-            other => return other,
+            _ => return run,
         }
     }
 }
 
-/// Runs one delivered task and settles its message by the outcome.
+/// Runs one delivered task and settles its message by the outcome, in a span
+/// with the task's job, id, kind and layer, ending with one line that says
+/// the outcome and the seconds it took.
 async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
+    let span = match incoming.message() {
+        Ok(msg) => tracing::info_span!(
+            "task",
+            job_id = %msg.job,
+            task_id = %msg.task,
+            kind = tracing::field::Empty,
+            layer_id = tracing::field::Empty,
+        ),
+        Err(_) => tracing::info_span!("task"),
+    };
+    settle_task(farm, incoming, stop).instrument(span).await
+}
+
+async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
+    let started = std::time::Instant::now();
+    let metrics = &farm.metrics;
+    metrics.in_flight.inc();
     let outcome = match incoming.message() {
         Err(why) => {
             tracing::error!("dead-lettered a message that is not a task: {why}");
+            WorkerMetrics::count(&metrics.dead_lettered, "unknown");
             Outcome::Permanent(why.clone())
         }
         Ok(msg) => {
-            let (job_id, task_id) = (msg.job, msg.task);
-            match run_holding_through_outages(farm, msg, stop).await {
+            let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
+            let run = run_holding_through_outages(farm, msg, stop).await;
+            match run.result {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
+                    WorkerMetrics::count(&metrics.retried, &run.kind);
                     let attempt = incoming.attempt() + 1;
                     tracing::warn!(%job_id, %task_id, attempt, "task failed, will retry: {why}");
                     if let Err(e) = farm.store.record_attempt(task_id, &why).await {
@@ -228,6 +264,10 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
                     };
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
+                    WorkerMetrics::count(&metrics.dead_lettered, &run.kind);
+                    if let Err(e) = record_dead_letter(farm, task_id, replay, &e, &message).await {
+                        tracing::warn!(%job_id, %task_id, "could not record the dead letter: {e}");
+                    }
                     if let Err(e) = farm.fail_job(job_id, "task_failed", &message).await {
                         tracing::error!(%job_id, "could not record the failure: {e}");
                     } else if let Err(e) = farm.store.release_task(task_id).await {
@@ -241,6 +281,34 @@ async fn settle(farm: &Farm, incoming: Delivery, stop: &CancellationToken) {
     if let Err(e) = incoming.settle(&outcome).await {
         tracing::warn!("could not settle a task ({e}); the broker will deliver it again");
     }
+    metrics.in_flight.dec();
+    let ended = match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry(_) => "retried",
+        Outcome::Permanent(_) => "dead_lettered",
+    };
+    tracing::info!(
+        outcome = ended,
+        seconds = started.elapsed().as_secs_f64(),
+        "task finished"
+    );
+}
+
+/// Records a task's last failed attempt and its dead letter, for `tilefarm dlq`.
+async fn record_dead_letter(
+    farm: &Farm,
+    task_id: uuid::Uuid,
+    replay: i32,
+    error: &TaskError,
+    reason: &str,
+) -> Result<(), tilefarm_queue::StoreError> {
+    farm.store
+        .record_attempt(task_id, &error.to_string())
+        .await?;
+    farm.store
+        .record_dead_letter(task_id, replay, reason)
+        .await?;
+    Ok(())
 }
 
 /// Publishes outbox rows until `stop` is cancelled, each as soon as it is

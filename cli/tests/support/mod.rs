@@ -84,6 +84,54 @@ impl Farm {
         }
     }
 
+    /// Retries a failed task after 100, 200 and 300 ms, so that one that
+    /// always fails is dead-lettered within a second or so.
+    pub fn with_fast_retries(mut self) -> Farm {
+        self.extra_env
+            .push(("TILEFARM_RETRY_DELAYS_MS".into(), "100,200,300".into()));
+        self
+    }
+
+    /// The farm's job store, migrated, for setting jobs up by hand.
+    pub async fn store(&self) -> tilefarm_queue::PgStore {
+        let store = tilefarm_queue::PgStore::connect(&self.db.as_ref().unwrap().url)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// A job of one render task whose prepared data is gone from the store, so
+    /// that every attempt at it fails. Plan it before the farm starts, so that
+    /// no worker takes its ingest task (whose upload does not exist) first.
+    pub async fn plan_lost_job(&self) -> tilefarm_queue::Upload {
+        let store = self.store().await;
+        let layer = tilefarm_queue::NewLayer {
+            name: "lost".into(),
+            min_zoom: 0,
+            max_zoom: 0,
+            style: serde_json::json!({}),
+        };
+        let lost = store.create_upload(&layer, "t/uploads/gone").await.unwrap();
+        store
+            .record_prepared(lost.layer_id, 1, "t/layers/gone/features.geojsons", 1, None)
+            .await
+            .unwrap();
+        let task = tilefarm_queue::RenderTask {
+            z: 0,
+            x: 0,
+            y: 0,
+            n: 1,
+            tiles: 1,
+            ..Default::default()
+        };
+        store
+            .plan(lost.job_id, lost.ingest_task, &[task])
+            .await
+            .unwrap();
+        lost
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("TILEFARM_AMQP_URL".into(), self.vhost.url.clone()),
@@ -118,6 +166,16 @@ impl Farm {
             log,
         });
         self.procs.len() - 1
+    }
+
+    /// Runs `tilefarm ARGS...` with the farm's settings to its end; its output.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_tilefarm"))
+            .args(args)
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tilefarm")
     }
 
     /// Starts the API (with `args` added) and waits until it listens.
