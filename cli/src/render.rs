@@ -103,7 +103,7 @@ pub struct RenderArgs {
     #[arg(
         long,
         env = "TILEFARM_CACHE_CONTROL",
-        default_value = "public, max-age=86400"
+        default_value = tilefarm_worker::DEFAULT_CACHE_CONTROL
     )]
     pub cache_control: String,
     /// Render threads (default: one per core).

@@ -69,7 +69,10 @@ async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
     let res = farm.http.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "image/png");
-    assert_eq!(res.headers()["cache-control"], "public, max-age=86400");
+    assert_eq!(
+        res.headers()["cache-control"],
+        tilefarm_worker::DEFAULT_CACHE_CONTROL
+    );
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(&res.bytes().await.unwrap()[..], &bytes[..]);
     let res = farm
