@@ -44,18 +44,21 @@ enum DlqCommand {
     Replay {
         #[command(flatten)]
         servers: Servers,
-        /// Those of this job.
-        #[arg(
-            long,
-            value_name = "ID",
-            required_unless_present = "all",
-            conflicts_with = "all"
-        )]
-        job: Option<Uuid>,
-        /// All of them.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: Which,
     },
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct Which {
+    /// Those of this job.
+    #[arg(long, value_name = "ID")]
+    job: Option<Uuid>,
+    /// All of them.
+    #[arg(long)]
+    all: bool,
 }
 
 pub fn run(args: DlqArgs) -> Result<()> {
@@ -66,7 +69,7 @@ pub fn run(args: DlqArgs) -> Result<()> {
     runtime.block_on(async {
         match args.command {
             DlqCommand::List { servers, job, json } => list(&servers, job, json).await,
-            DlqCommand::Replay { servers, job, .. } => replay(&servers, job).await,
+            DlqCommand::Replay { servers, which } => replay(&servers, which.job).await,
         }
     })
 }

@@ -241,6 +241,12 @@ async fn dead_letters_are_listed_and_replayed_to_success_once_their_cause_is_fix
     assert_eq!(broker.depth(DEAD_QUEUE).await.unwrap() as usize, left.len());
     let again = dlq(&farm, &["replay", "--job", &id], true);
     assert!(again.contains("has no dead letters"), "{again}");
+    let unsaid = farm.run(&["dlq", "replay"]);
+    let stderr = String::from_utf8_lossy(&unsaid.stderr);
+    assert!(
+        !unsaid.status.success() && stderr.contains("--job <ID>|--all"),
+        "replay asks which: {stderr}"
+    );
 
     // The other, still broken, runs again with a fresh attempt count and is
     // dead-lettered anew.

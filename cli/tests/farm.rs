@@ -583,8 +583,8 @@ async fn sigterm_stops_a_worker_after_the_tasks_in_hand() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_never_finishes_fails_its_job_when_the_broker_gives_up_on_it() {
-    use lapin::options::{BasicGetOptions, BasicNackOptions};
-    use tilefarm_queue::{Broker, DEAD_QUEUE, INGEST_QUEUE, QueuePolicy};
+    use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+    use tilefarm_queue::{Broker, DEAD_QUEUE, INGEST_QUEUE, QueuePolicy, retry_queue};
     let _servers = SERVERS.read().await;
     let mut farm = Farm::new().await;
     farm.extra_env
@@ -594,8 +594,9 @@ async fn a_task_that_never_finishes_fails_its_job_when_the_broker_gives_up_on_it
     let (job, _) = farm
         .upload_sample("ne_110m_countries.geojson", "world", "0-2")
         .await;
-    // Stand in for workers that die holding the task: take it and give it back
-    // until the broker dead-letters it.
+    // Stand in for a worker whose attempt failed (the task waits out its first
+    // retry delay), then for workers that die holding it: take it and give it
+    // back until the broker dead-letters it.
     let policy = QueuePolicy {
         delivery_limit: 2,
         ..Default::default()
@@ -615,6 +616,17 @@ async fn a_task_that_never_finishes_fails_its_job_when_the_broker_gives_up_on_it
             .unwrap()
         {
             deliveries += 1;
+            if deliveries == 1 {
+                let delay = retry_queue(INGEST_QUEUE, Duration::from_secs(1));
+                let options = BasicPublishOptions::default();
+                let props = lapin::BasicProperties::default().with_delivery_mode(2);
+                let data = &m.delivery.data;
+                let published =
+                    channel.basic_publish("".into(), delay.as_str().into(), options, data, props);
+                published.await.unwrap().await.unwrap();
+                m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+                continue;
+            }
             m.delivery
                 .nack(BasicNackOptions {
                     requeue: true,
@@ -625,7 +637,7 @@ async fn a_task_that_never_finishes_fails_its_job_when_the_broker_gives_up_on_it
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(deliveries >= 2, "{deliveries} deliveries");
+    assert!(deliveries >= 3, "{deliveries} deliveries");
     assert_eq!(
         farm.job(&job).await["state"],
         "queued",

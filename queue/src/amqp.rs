@@ -436,20 +436,24 @@ impl Incoming {
         self.delivery.redelivered
     }
 
-    /// Why a dead letter died (`x-first-death-reason`: `rejected`,
-    /// `delivery_limit`, ...), for messages from the dead-letter queues.
+    /// Why a dead letter died last (`rejected`, `delivery_limit`, ...), for
+    /// messages from the dead-letter queues. `x-death` lists the deaths, the
+    /// latest first: a task that waited out a retry died first as `expired`
+    /// from the delay queue.
     pub fn death_reason(&self) -> Option<String> {
-        self.delivery
-            .properties
-            .headers()
-            .as_ref()?
-            .inner()
-            .get("x-first-death-reason")
-            .and_then(|v| match v {
-                AMQPValue::LongString(s) => Some(s.to_string()),
-                AMQPValue::ShortString(s) => Some(s.to_string()),
+        let headers = self.delivery.properties.headers().as_ref()?.inner();
+        let latest = match headers.get("x-death") {
+            Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
+                Some(AMQPValue::FieldTable(death)) => death.inner().get("reason"),
                 _ => None,
-            })
+            },
+            _ => None,
+        };
+        match latest.or_else(|| headers.get("x-first-death-reason"))? {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        }
     }
 
     /// Failed attempts at this task before this delivery.
