@@ -93,8 +93,9 @@ pub async fn tile(
         }
     };
     let tag = etag(&png);
-    let cache = HeaderValue::from_str(&state.config.cache_control)
-        .unwrap_or(HeaderValue::from_static(tilefarm_worker::DEFAULT_CACHE_CONTROL));
+    let cache = HeaderValue::from_str(&state.config.cache_control).unwrap_or(
+        HeaderValue::from_static(tilefarm_worker::DEFAULT_CACHE_CONTROL),
+    );
     let tag_value = HeaderValue::from_str(&tag).expect("hex");
     let not_modified = headers
         .get(IF_NONE_MATCH)

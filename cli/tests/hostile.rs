@@ -361,3 +361,48 @@ async fn writes_past_a_clients_budget_get_429_and_event_streams_are_capped() {
     let third = http.get(&events).send().await.unwrap();
     assert_eq!(third.status().as_u16(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_order_mark_is_read_past_and_compressed_or_utf16_uploads_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, &[]);
+    let http = reqwest::Client::new();
+    let geojson = std::fs::read(sample("ne_cities.geojson")).unwrap();
+    let post = |body: Vec<u8>| {
+        http.post(server.url("/v1/layers?name=b&zooms=0-1"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/geo+json")
+            .body(body)
+    };
+    let with_bom = [b"\xef\xbb\xbf".as_slice(), &geojson].concat();
+    let res = post(with_bom).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let accepted: Value = res.json().await.unwrap();
+    let done = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    let gzip = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(sample("ne_cities.geojson"))
+        .output()
+        .unwrap()
+        .stdout;
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain(
+            String::from_utf8_lossy(&geojson[..2000])
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    for (body, word) in [(gzip, "gzip"), (utf16, "UTF-16")] {
+        let res = post(body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{word}");
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "unsupported_format", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(word), "{message}");
+    }
+}

@@ -75,6 +75,20 @@ pub fn sniff(head: &[u8]) -> Result<Sniffed, String> {
                 .into(),
         );
     }
+    if head.starts_with(b"\x1f\x8b") {
+        return Err(
+            "the upload is gzip-compressed (it starts with the bytes 1f 8b): send the file \
+             itself, uncompressed"
+                .into(),
+        );
+    }
+    if head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff") {
+        return Err(
+            "the upload is UTF-16 text (it starts with a UTF-16 byte order mark): save it \
+             as UTF-8"
+                .into(),
+        );
+    }
     let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let Some(&first) = text.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err("the upload is empty".into());
@@ -128,6 +142,8 @@ mod tests {
                 .contains("89 50 4e 47")
         );
         assert!(sniff(b"  ").is_err());
+        assert!(sniff(b"\x1f\x8b\x08\x08").unwrap_err().contains("gzip"));
+        assert!(sniff(b"\xff\xfe{\0").unwrap_err().contains("UTF-16"));
         let mut shp = vec![0, 0, 0x27, 0x0a];
         shp.resize(100, 0);
         assert!(sniff(&shp).unwrap_err().contains(".shx"));

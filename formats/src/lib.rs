@@ -180,6 +180,17 @@ pub fn read_path(path: &Path, options: &ReadOptions) -> Result<Upload> {
 }
 
 fn read_geojson_upload(reader: impl Read, options: &ReadOptions) -> Result<Upload> {
+    use std::io::BufRead;
+    // A UTF-8 byte order mark, as some editors on Windows write: not JSON, and
+    // no part of the data.
+    let mut reader = std::io::BufReader::new(reader);
+    let starts_with_bom = reader
+        .fill_buf()
+        .map_err(|e| Error::Unrecognised(format!("could not read the upload: {e}")))?
+        .starts_with(b"\xef\xbb\xbf");
+    if starts_with_bom {
+        reader.consume(3);
+    }
     let report = read_geojson(
         reader,
         &tilefarm_renderer::ReadOptions {
