@@ -201,8 +201,22 @@ async function run() {
   const countriesLayer = await page.evaluate(() => window.tilefarm.state.layer);
   log(`${tileAnswers.length} tiles, all 200`);
 
-  step = 'a bad file';
-  await uploadJob(page, env('TILEFARM_BAD'), 'broken', [0, 2]);
+  step = 'a bad file, dropped on the page';
+  const fs = await import('node:fs');
+  await page.evaluate(([text, name]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([text], name, { type: 'application/geo+json' }));
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      document.getElementById('map').dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }
+  }, [fs.readFileSync(env('TILEFARM_BAD'), 'utf8'), 'broken.geojson']);
+  check((await page.textContent('#file-label')).startsWith('broken.geojson'), 'the dropped file was not taken');
+  check(await page.isHidden('#drop'), 'the drop overlay stayed');
+  const badBefore = await page.evaluate(() => window.tilefarm.follower.id);
+  await page.fill('#name', 'broken');
+  await page.fill('#maxzoom', '2');
+  await page.click('#send');
+  await page.waitForFunction((b) => window.tilefarm.follower.id !== b, badBefore);
   await jobEnds(page, 'failed', 60000);
   const why = await page.textContent('#job-error');
   check(why.includes('the ring is not closed') && why.includes('features[0]'), `the message: ${why}`);
@@ -306,6 +320,14 @@ async function run() {
   check(fits.scroll <= 390 && fits.left >= 0 && fits.right <= 390 && fits.top > 200, `at 390 px: ${JSON.stringify(fits)}`);
   await small.screenshot({ path: path.join(shots, 'phone.png') });
   await phone.close();
+
+  step = 'cancel a job';
+  await uploadJob(page, env('TILEFARM_WORLD'), 'cancelled', [0, 8]);
+  await page.waitForSelector('#cancel', { state: 'visible' });
+  await page.click('#cancel');
+  await jobEnds(page, 'cancelled', 60000);
+  check(await page.isHidden('#cancel'), 'the cancel button stayed');
+  log(await page.textContent('#job-error'));
 
   step = 'the end';
   check(errors.length === 0, `script errors on the page: ${errors.join('; ')}`);
