@@ -2,8 +2,9 @@
 //! (web/test/browser.mjs) against `tilefarm serve` in the embedded mode. The
 //! script uploads through the page, checks the progress bar, the tiles' pixels
 //! and answers, a bad file's message, the page while the server is stopped and
-//! after it is started again, an edit made from the page and a phone-sized
-//! screen. It asks this test to stop and start the server.
+//! after it is started again, a deletion and upserts made from the page, a
+//! reload, a phone-sized screen and a cancel. It asks this test to stop and
+//! start the server.
 //!
 //! Needs `scripts/setup-browser` (Chromium and web/node_modules); fails, never
 //! skips, without them. Screenshots go to web/test/out/, and to docs/img/ with

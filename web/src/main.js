@@ -596,9 +596,12 @@ $('upsert').addEventListener('click', async () => {
   const file = $('upsert-file').files[0];
   if (!file || !state.layer) return;
   let fc;
-  try { fc = JSON.parse(await file.text()); } catch (e) {
+  try {
+    const text = await file.text();
+    try { fc = JSON.parse(text); } catch (e) { throw new Error(`${file.name} is not JSON: ${e.message}`); }
+  } catch (e) {
     $('job-box').hidden = false;
-    $('job-error').textContent = `${file.name} is not JSON: ${e.message}`;
+    $('job-error').textContent = e.message.startsWith(file.name) ? e.message : `${file.name} could not be read: ${e.message}`;
     return;
   }
   const err = await sendEdit({ upsert: fc });

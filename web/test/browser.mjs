@@ -1,6 +1,7 @@
-// The page in Debian's Chromium, driven by playwright-core: upload, progress,
-// tiles on the map, a bad file, the server stopped and started again, an edit
-// from the page, and a phone-sized screen. Run by cli/tests/browser.rs, which
+// The page in Debian's Chromium, driven by playwright-core: tokens, upload,
+// progress, tiles on the map, a dropped bad file, the server stopped and
+// started again, a deletion and upserts from the page, a reload, a
+// phone-sized screen, and a cancel. Run by cli/tests/browser.rs, which
 // starts `tilefarm serve` and stops and starts it when this script asks
 // ("@@server stop" / "@@server start" on stdout, "ok" back on stdin).
 //
@@ -240,8 +241,9 @@ async function run() {
   await page.waitForFunction(() => document.getElementById('notice').textContent.includes('Connection to the job lost'), null, { timeout: 30000 });
   px = await pixels(page, mapArea);
   check(px.share >= shown.share * 0.95, `the map lost what it showed: ${JSON.stringify(px)}, before ${JSON.stringify(shown)}`);
-  // New tiles, which cannot load: the coarser ones stay under them.
-  await page.evaluate(() => window.tilefarm.map.zoomIn(1, { animate: false }));
+  // New tiles, which cannot load: the coarser ones stay under them. (As a
+  // person zooms: a zoom without animation makes Leaflet drop every tile.)
+  await page.click('.leaflet-control-zoom-in');
   await page.waitForFunction(() => window.tilefarm.failed.size > 0, null, { timeout: 20000 });
   await page.waitForTimeout(2000);
   let broken = await brokenImages(page);
@@ -298,6 +300,24 @@ async function run() {
   check(badTiles().length === 0, `tile answers: ${JSON.stringify(badTiles().slice(0, 5))}`);
   await page.screenshot({ path: path.join(shots, 'edited.png') });
   log(`the deleted feature left the open map: mean colour ${drawn.mean} -> ${after.mean}`);
+
+  step = 'upserts from the page';
+  const world = JSON.parse(fs.readFileSync(env('TILEFARM_WORLD'), 'utf8'));
+  const upserts = path.join(fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'tilefarm-')), 'brazil.geojson');
+  fs.writeFileSync(upserts, JSON.stringify({ type: 'FeatureCollection', features: world.features.filter((f) => f.id === '076') }));
+  const deleteJob = await page.evaluate(() => window.tilefarm.follower.id);
+  await page.click('#edit-box summary');
+  await page.setInputFiles('#upsert-file', upserts);
+  await page.click('#upsert');
+  await page.waitForFunction((b) => window.tilefarm.follower.id !== b, deleteJob);
+  fs.rmSync(path.dirname(upserts), { recursive: true });
+  await jobEnds(page, 'succeeded', 120000);
+  await page.waitForFunction(() => window.tilefarm.version === 3, null, { timeout: 30000 });
+  await tilesSettled(page);
+  await page.waitForFunction(() => document.querySelectorAll('.leaflet-tile-pane > .leaflet-layer').length === 1, null, { timeout: 20000 });
+  const back = await pixels(page, spot);
+  check(back.data === back.total, `Brazil is not drawn again after the upsert: ${JSON.stringify(back)}`);
+  log('an upserted feature shows on the open map');
 
   step = 'a reload comes back';
   const url = page.url();
