@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod features;
 mod forwarded;
 mod jobs;
 mod layers;
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/layers/{id}", get(layers::show))
         .route("/v1/layers/{id}/tilejson", get(layers::tilejson))
+        .route("/v1/layers/{id}/features", get(features::at))
         .route("/tiles/{layer}/{z}/{x}/{y}", get(tiles::tile))
         .route("/", get(ops::index))
         .route("/healthz", get(ops::healthz))

@@ -228,9 +228,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /`: a page to upload a layer, watch its job and look at its tiles.
-pub async fn index() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("index.html"))
+/// The page, built from `web/` by `npm run build` (Leaflet and the page's
+/// script and styles in one file).
+const PAGE: &str = include_str!("../../web/dist/index.html");
+/// Where the page takes the server's settings from.
+const PAGE_CONFIG: &str = r#"<script id="tilefarm-config" type="application/json">{}</script>"#;
+
+/// `GET /`: a page to upload layers, follow their jobs, look at their tiles and
+/// edit their features; it is told the upload limit, the deepest zoom and
+/// whether a token is needed.
+pub async fn index(State(state): State<AppState>) -> axum::response::Html<String> {
+    let settings = json!({
+        "max_upload_bytes": state.config.max_upload_bytes,
+        "max_zoom": state.config.max_zoom,
+        "token_required": state.config.token.is_some(),
+    });
+    let tag = PAGE_CONFIG.replace("{}", &settings.to_string());
+    axum::response::Html(PAGE.replacen(PAGE_CONFIG, &tag, 1))
 }
 
 /// `GET /openapi.json`
