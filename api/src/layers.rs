@@ -392,6 +392,63 @@ async fn find(state: &AppState, raw: &str) -> ApiResult<LayerInfo> {
         .ok_or_else(|| ApiError::not_found("unknown_layer", format!("there is no layer {id}")))
 }
 
+/// `DELETE /v1/layers/{id}`: the layer, its versions and jobs, its tiles and
+/// the data it was made from, gone. A layer with a job under way or waiting is
+/// a 409 (cancel the job first).
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let layer = find(&state, &id).await?;
+    let Some(sources) = state.store.delete_layer(layer.id).await? else {
+        return Err(ApiError::not_found(
+            "unknown_layer",
+            format!("there is no layer {}", layer.id),
+        ));
+    };
+    // The layer is gone for every reader now; then its objects.
+    let mut removed = 0u64;
+    for prefix in [
+        state.objects.tiles_prefix(layer.id),
+        state.objects.layer_prefix(layer.id),
+    ] {
+        removed += delete_under(&state, prefix).await?;
+    }
+    for source in sources {
+        let key = object_store::path::Path::from(source);
+        for key in [Objects::upload_options_key(&key), key] {
+            match state.objects.store.delete(&key).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(ApiError::internal("could not delete the layer's data", e)),
+            }
+        }
+    }
+    tracing::info!(layer_id = %layer.id, objects = removed, "layer deleted");
+    Ok(Json(
+        json!({ "layer_id": layer.id, "deleted": true, "objects_removed": removed }),
+    ))
+}
+
+/// Deletes every object under `prefix`; how many there were.
+async fn delete_under(state: &AppState, prefix: object_store::path::Path) -> ApiResult<u64> {
+    use futures_util::TryStreamExt;
+    let locations = state
+        .objects
+        .store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    let deleted: Vec<_> = state
+        .objects
+        .store
+        .delete_stream(locations)
+        .try_collect()
+        .await
+        .map_err(|e| ApiError::internal("could not delete the layer's objects", e))?;
+    Ok(deleted.len() as u64)
+}
+
 /// `GET /v1/layers/{id}`
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let l = find(&state, &id).await?;

@@ -138,6 +138,7 @@ impl std::ops::Deref for AppState {
 pub fn router(state: AppState) -> Router {
     let writes = Router::new()
         .route("/v1/layers", axum::routing::post(layers::upload))
+        .route("/v1/layers/{id}", axum::routing::delete(layers::delete))
         .route("/v1/layers/{id}/edits", axum::routing::post(layers::edit))
         .route("/v1/layers/{id}/data", axum::routing::put(layers::replace))
         .route("/v1/jobs", get(jobs::list))

@@ -406,3 +406,90 @@ async fn a_byte_order_mark_is_read_past_and_compressed_or_utf16_uploads_are_name
         assert!(message.contains(word), "{message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_layer_leaves_nothing_and_one_with_a_job_under_way_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, &[]);
+    let http = reqwest::Client::new();
+    let upload = |zooms: &str| {
+        http.post(server.url(&format!("/v1/layers?name=d&zooms={zooms}")))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/geo+json")
+            .body(std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
+    };
+    let done = change_and_wait(&server, upload("0-3")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let layer = done["layer_id"].as_str().unwrap().to_string();
+    // An edit, so that the layer has two versions and two uploads.
+    let edit = serde_json::json!({"upsert": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "pin", "properties": {},
+         "geometry": {"type": "Point", "coordinates": [5, 5]}}]}});
+    let edits = server.url(&format!("/v1/layers/{layer}/edits"));
+    let done = change_and_wait(&server, http.post(&edits).json(&edit)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let store = dir.path().join("store");
+    let holds_layer = || {
+        tilefarm_testkit::tree(&store)
+            .keys()
+            .filter(|k| k.contains(&layer))
+            .count()
+    };
+    assert!(
+        holds_layer() > 10,
+        "the layer's tiles and versions are stored"
+    );
+    let uploads_before = tilefarm_testkit::tree(&store.join("uploads")).len();
+
+    let delete = |id: &str| {
+        http.delete(server.url(&format!("/v1/layers/{id}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    // Not without the token.
+    let res = http
+        .delete(server.url(&format!("/v1/layers/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let res = delete(&layer).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["deleted"], true, "{body}");
+    assert!(body["objects_removed"].as_u64().unwrap() > 10, "{body}");
+    assert_eq!(holds_layer(), 0, "no tile or version of the layer is left");
+    assert_eq!(
+        tilefarm_testkit::tree(&store.join("uploads")).len(),
+        uploads_before - 2,
+        "both uploads are gone"
+    );
+    let tile = http
+        .get(server.url(&format!("/tiles/{layer}/0/0/0.png")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tile.status().as_u16(), 404);
+    let meta = server.get_json(&format!("/v1/layers/{layer}"), None).await;
+    assert_eq!(meta["error"]["code"], "unknown_layer", "{meta}");
+    assert_eq!(delete(&layer).await.unwrap().status().as_u16(), 404);
+
+    // A layer whose first job is under way stays, with a clear 409.
+    let res = upload("0-7").send().await.unwrap();
+    let accepted: Value = res.json().await.unwrap();
+    let busy = accepted["layer_id"].as_str().unwrap().to_string();
+    let res = delete(&busy).await.unwrap();
+    assert_eq!(res.status().as_u16(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancel"),
+        "{body}"
+    );
+    let job = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}

@@ -72,6 +72,8 @@ forward! {
         feature_count: i64,
         bounds: Option<[f64; 4]>
     ) -> StoreResult<()>;
+    /// Deletes a layer with its versions, jobs and tasks; its uploads' keys.
+    fn delete_layer(&self, layer_id: Uuid) -> StoreResult<Option<Vec<String>>>;
     /// Counts a failed attempt at a task.
     fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32>;
     /// Records that a task's message was dead-lettered; `false` for a stale

@@ -414,6 +414,31 @@ impl SqliteStore {
         self.end_job(job_id, "failed", Some((code, message))).await
     }
 
+    pub async fn delete_layer(&self, layer_id: Uuid) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = ?1")
+            .bind(layer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        if layer_busy(&mut tx, layer_id, true).await? {
+            return Err(crate::store::layer_in_use(layer_id));
+        }
+        let sources =
+            sqlx::query_scalar("SELECT source_key FROM layer_versions WHERE layer_id = ?1")
+                .bind(layer_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM layers WHERE id = ?1")
+            .bind(layer_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(sources))
+    }
+
     pub async fn cancel_job(&self, job_id: Uuid) -> StoreResult<bool> {
         self.end_job(job_id, "cancelled", None).await
     }

@@ -340,6 +340,36 @@ impl PgStore {
         self.end_job(job_id, "failed", Some((code, message))).await
     }
 
+    /// Deletes a layer with its versions, jobs and tasks, and gives the object
+    /// keys of its uploads for the caller to remove with its tiles. `None` for
+    /// an unknown layer; `Conflict` while a job of it is under way or waiting,
+    /// or a worker may still be writing its tiles.
+    pub async fn delete_layer(&self, layer_id: Uuid) -> StoreResult<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
+                .bind(layer_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        if layer_busy(&mut tx, layer_id, true).await? {
+            return Err(layer_in_use(layer_id));
+        }
+        let sources =
+            sqlx::query_scalar("SELECT source_key FROM layer_versions WHERE layer_id = $1")
+                .bind(layer_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM layers WHERE id = $1")
+            .bind(layer_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(sources))
+    }
+
     /// Cancels a job: its remaining tasks are dropped and it ends `cancelled`.
     pub async fn cancel_job(&self, job_id: Uuid) -> StoreResult<bool> {
         self.end_job(job_id, "cancelled", None).await
@@ -836,4 +866,12 @@ async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreRe
     .await?;
     start_next(tx, job_id).await?;
     Ok(())
+}
+
+/// A layer that cannot be deleted yet.
+pub(crate) fn layer_in_use(layer_id: Uuid) -> StoreError {
+    StoreError::Conflict(format!(
+        "layer {layer_id} has a job under way or waiting, or tiles a worker is still \
+         writing: cancel its jobs (DELETE /v1/jobs/{{id}}) and try again in a minute"
+    ))
 }

@@ -545,3 +545,26 @@ async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
     assert_eq!(sent[before].1["task"], json!(edit.task_id));
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way() {
+    let db = TestDb::new().await;
+    let (up, _) = planned(&db, 2, 64).await;
+    match db.store.delete_layer(up.layer_id).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("cancel"), "{m}"),
+        other => panic!("a layer with a running job was deleted: {other:?}"),
+    }
+    assert!(db.store.layer(up.layer_id).await.unwrap().is_some());
+    assert!(db.store.cancel_job(up.job_id).await.unwrap());
+    let sources = db.store.delete_layer(up.layer_id).await.unwrap();
+    assert_eq!(sources, Some(vec!["uploads/w".to_string()]));
+    assert!(db.store.layer(up.layer_id).await.unwrap().is_none());
+    assert!(db.store.job(up.job_id).await.unwrap().is_none());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the layer's tasks went with it");
+    assert_eq!(db.store.delete_layer(up.layer_id).await.unwrap(), None);
+    db.drop().await;
+}

@@ -131,6 +131,11 @@ impl Objects {
         ])
     }
 
+    /// The folder of a layer's versions (prepared features, summaries).
+    pub fn layer_prefix(&self, layer: Uuid) -> Path {
+        self.key(&["layers", &layer.to_string()])
+    }
+
     /// The folder of a layer's tiles.
     pub fn tiles_prefix(&self, layer: Uuid) -> Path {
         self.key(&["tiles", &layer.to_string()])
