@@ -12,6 +12,8 @@ use tilefarm_renderer::{
     Feature, FeatureId, Layer, MetaTile, Style, TileId, ZoomLayer, feature_from_value,
 };
 
+use crate::plan::RenderPlan;
+
 /// An edit of a layer's features, addressed by their GeoJSON `id`: features to
 /// add or replace, and ids to delete.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -215,11 +217,12 @@ pub fn plan_edit(
     tasks
 }
 
-/// The render tasks that replace a layer's data: every metatile the old or the
-/// new data reaches, whole, deleting tiles that became empty.
+/// The render tasks that replace a layer's data: every metatile the old data
+/// or the new data's plan (`new`, planned at the same zooms and sizes) reaches,
+/// whole, deleting tiles that became empty.
 pub fn plan_replace(
     old: &Layer,
-    new: &Layer,
+    new: &RenderPlan,
     zooms: RangeInclusive<u8>,
     metatile: u32,
     tile_size: u32,
@@ -228,7 +231,7 @@ pub fn plan_replace(
     for z in zooms.rev() {
         let mut metas: Vec<MetaTile> =
             ZoomLayer::new(old, z, tile_size).metatiles_touched(metatile);
-        metas.extend(ZoomLayer::new(new, z, tile_size).metatiles_touched(metatile));
+        metas.extend(new.metatiles.iter().filter(|m| m.z == z));
         metas.sort();
         metas.dedup();
         tasks.extend(metas.into_iter().map(|m| whole(m, true)));

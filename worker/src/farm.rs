@@ -268,12 +268,13 @@ impl Farm {
                         merge_tasks(plan_edit(&before, &after, &style, zooms, m, ts), unfinished)
                     }
                     (Some((old, unfinished)), None) => {
-                        // The new data alone within the limit first, so that
-                        // planning it whole stays bounded.
-                        plan_render_within(&layer, zooms.clone(), m, ts, limit).map_err(over)?;
+                        // The new data within the limit first, so that
+                        // planning it stays bounded.
+                        let new = plan_render_within(&layer, zooms.clone(), m, ts, limit)
+                            .map_err(over)?;
                         let empty = Layer::new(&[], &style);
                         let old = old.as_ref().map_or(&empty, |p| &p.layer);
-                        merge_tasks(plan_replace(old, &layer, zooms, m, ts), unfinished)
+                        merge_tasks(plan_replace(old, &new, zooms, m, ts), unfinished)
                     }
                 };
                 let tiles: u64 = tasks.iter().map(|t| u64::from(t.tiles)).sum();
