@@ -416,11 +416,7 @@ impl SqliteStore {
 
     pub async fn delete_layer(&self, layer_id: Uuid) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await?;
-        let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = ?1")
-            .bind(layer_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
+        if !layer_exists(&mut tx, layer_id).await? {
             return Ok(None);
         }
         if layer_busy(&mut tx, layer_id, true).await? {
@@ -543,11 +539,7 @@ impl SqliteStore {
     ) -> StoreResult<Change> {
         let t = now();
         let mut tx = self.pool.begin().await?;
-        let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = ?1")
-            .bind(layer_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
+        if !layer_exists(&mut tx, layer_id).await? {
             return Err(StoreError::NotFound(format!("layer {layer_id}")));
         }
         let version: i64 = sqlx::query_scalar(
@@ -784,6 +776,15 @@ async fn start_next(tx: &mut Transaction<'_, Sqlite>, ended_job: Uuid) -> StoreR
         .await?;
     start_layer(tx, layer_id).await?;
     Ok(())
+}
+
+/// Whether a layer exists (SQLite's one writer at a time needs no row lock).
+async fn layer_exists(tx: &mut Transaction<'_, Sqlite>, layer_id: Uuid) -> StoreResult<bool> {
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = ?1")
+        .bind(layer_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(found.is_some())
 }
 
 async fn layer_busy(

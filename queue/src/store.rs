@@ -346,12 +346,7 @@ impl PgStore {
     /// or a worker may still be writing its tiles.
     pub async fn delete_layer(&self, layer_id: Uuid) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await?;
-        let found: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
-                .bind(layer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
+        if !lock_layer(&mut tx, layer_id).await? {
             return Ok(None);
         }
         if layer_busy(&mut tx, layer_id, true).await? {
@@ -493,12 +488,7 @@ impl PgStore {
         source_key: &str,
     ) -> StoreResult<Change> {
         let mut tx = self.pool.begin().await?;
-        let found: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
-                .bind(layer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
+        if !lock_layer(&mut tx, layer_id).await? {
             return Err(StoreError::NotFound(format!("layer {layer_id}")));
         }
         let version: i32 = sqlx::query_scalar(
@@ -804,13 +794,20 @@ async fn layer_busy(
     .await?)
 }
 
-/// Starts the oldest waiting job of a layer unless another job of it is under
-/// way, or a worker may still be writing tiles for a job of it that ended.
-async fn start_layer(tx: &mut Transaction<'_, Postgres>, layer_id: Uuid) -> StoreResult<bool> {
-    sqlx::query("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
+/// Locks a layer's row until the transaction ends, so that changes of one
+/// layer are decided one at a time; `false` for an unknown layer.
+async fn lock_layer(tx: &mut Transaction<'_, Postgres>, layer_id: Uuid) -> StoreResult<bool> {
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM layers WHERE id = $1 FOR UPDATE")
         .bind(layer_id)
         .fetch_optional(&mut **tx)
         .await?;
+    Ok(found.is_some())
+}
+
+/// Starts the oldest waiting job of a layer unless another job of it is under
+/// way, or a worker may still be writing tiles for a job of it that ended.
+async fn start_layer(tx: &mut Transaction<'_, Postgres>, layer_id: Uuid) -> StoreResult<bool> {
+    lock_layer(tx, layer_id).await?;
     let busy = layer_busy(tx, layer_id, false).await?;
     if busy {
         return Ok(false);
