@@ -14,60 +14,24 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use support::sample;
-use tilefarm_testkit::{free_port, wait_for_port};
+use support::{Embedded, sample};
+use tilefarm_testkit::free_port;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const TOKEN: &str = "sesame";
 
-/// `tilefarm serve` with nothing configured, on a data folder and port that
-/// outlive it, so it can be started again where it was.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(port: u16, data_dir: &Path, log: &Path) -> Server {
-        let file = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tilefarm"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--concurrency",
-                "2",
-                "--token",
-                TOKEN,
-                "--max-upload-mb",
-                "64",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("NO_COLOR", "1")
-            .env_remove("TILEFARM_AMQP_URL")
-            .env_remove("TILEFARM_DATABASE_URL")
-            .env_remove("TILEFARM_STORE")
-            .env_remove("TILEFARM_TOKEN")
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "tilefarm serve", Duration::from_secs(60));
-        Server { child }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tilefarm serve` with nothing configured, with a token and a 64 MB limit, on
+/// a data folder and port that outlive it, so it can be started again where it
+/// was.
+fn serve(port: u16, data_dir: &Path, log: &Path) -> Embedded {
+    Embedded::start_on(
+        port,
+        data_dir,
+        log.to_path_buf(),
+        &["--token", TOKEN, "--max-upload-mb", "64"],
+    )
 }
 
 fn web() -> PathBuf {
@@ -129,7 +93,7 @@ fn the_page_uploads_watches_survives_a_restart_and_edits_in_chromium() {
     };
 
     let port = free_port();
-    let mut server = Some(Server::start(port, &data_dir, &log));
+    let mut server = Some(serve(port, &data_dir, &log));
     let mut node = Command::new("node")
         .arg(web().join("test/browser.mjs"))
         .env("TILEFARM_URL", format!("http://127.0.0.1:{port}/"))
@@ -166,7 +130,7 @@ fn the_page_uploads_watches_survives_a_restart_and_edits_in_chromium() {
                 "ok"
             }
             "@@server start" => {
-                server = Some(Server::start(port, &data_dir, &log));
+                server = Some(serve(port, &data_dir, &log));
                 "ok"
             }
             other => {

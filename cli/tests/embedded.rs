@@ -26,10 +26,6 @@ async fn upload(server: &Embedded, file: &str, zooms: &str) -> (String, String) 
     )
 }
 
-async fn wait(server: &Embedded, job: &str) -> Value {
-    server.wait_job(job).await
-}
-
 /// A layer's tiles in the embedded store. A write cut short by SIGKILL can leave
 /// the local object store's staging file (`y.png#N`) beside the tile; it is
 /// never served, so it is not a tile.
@@ -45,7 +41,7 @@ async fn the_embedded_mode_renders_the_same_tiles_as_tilefarm_render() {
     let dir = tempfile::tempdir().unwrap();
     let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
     let (job, layer) = upload(&server, "ne_110m_countries.geojson", "0-4").await;
-    let done = wait(&server, &job).await;
+    let done = server.wait_job(&job).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"]["done"], done["progress"]["total"]);
     let out = tempfile::tempdir().unwrap();
@@ -97,7 +93,7 @@ async fn an_embedded_server_killed_mid_job_finishes_it_after_a_restart() {
     server.child.wait().unwrap();
     drop(server);
     let server = Embedded::start(dir.path(), log);
-    let done = wait(&server, &job).await;
+    let done = server.wait_job(&job).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(
         done["progress"]["done"], done["progress"]["total"],
@@ -421,7 +417,7 @@ async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
     let base = dir.path().join("base.geojson");
     write_collection(&base, &features);
     let (job, layer) = upload(&server, base.to_str().unwrap(), ZOOMS).await;
-    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
     let root = dir.path().join("store/tiles").join(&layer);
 
     // One edit at a time: each rewrites only tiles it reports, and its
@@ -433,7 +429,7 @@ async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
         let edit = random_edit(&mut rng, &mut features, &mut next_id);
         let accepted = post_edit(&server, &layer, &edit).await;
         let job = accepted["job"]["id"].as_str().unwrap().to_string();
-        let done = wait(&server, &job).await;
+        let done = server.wait_job(&job).await;
         assert_eq!(done["state"], "succeeded", "round {round}: {done}");
         assert_eq!(done["kind"], "edit");
         let changed = hook.changed(&job);
@@ -461,7 +457,7 @@ async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
     let mut finished = Vec::new();
     for (i, accepted) in jobs.iter().enumerate() {
         let job = accepted["job"]["id"].as_str().unwrap();
-        let done = wait(&server, job).await;
+        let done = server.wait_job(job).await;
         assert_eq!(done["state"], "succeeded", "{done}");
         assert_eq!(
             done["version"],
@@ -500,7 +496,7 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
     let (job, layer) = upload(&server, "ne_110m_countries.geojson", "0-3").await;
-    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
     let client = reqwest::Client::new();
     // The cities reach far fewer tiles than the countries: the rest go.
     let res = client
@@ -513,7 +509,9 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
     assert_eq!(res.status().as_u16(), 202);
     let accepted: Value = res.json().await.unwrap();
     assert_eq!(accepted["version"], 2);
-    let done = wait(&server, accepted["job"]["id"].as_str().unwrap()).await;
+    let done = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("ne_cities.geojson", "0-3", out.path());
@@ -568,7 +566,9 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 202);
     let missing: Value = missing.json().await.unwrap();
-    let failed = wait(&server, missing["job"]["id"].as_str().unwrap()).await;
+    let failed = server
+        .wait_job(missing["job"]["id"].as_str().unwrap())
+        .await;
     assert_eq!(failed["state"], "failed");
     assert_eq!(failed["error"]["code"], "unknown_feature", "{failed}");
     assert!(
@@ -582,7 +582,7 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
         .await
         .unwrap();
     let added: Value = added.json().await.unwrap();
-    let done = wait(&server, added["job"]["id"].as_str().unwrap()).await;
+    let done = server.wait_job(added["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["version"], 4);
     let metrics = reqwest::get(server.url("/metrics"))
@@ -602,7 +602,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
     let dir = tempfile::tempdir().unwrap();
     let server = Embedded::start(dir.path(), dir.path().join("serve.log"));
     let (job, layer) = upload(&server, "ne_110m_countries.geojson", ZOOMS).await;
-    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
     // New data, cancelled halfway: some of its tiles are written.
     let client = reqwest::Client::new();
     let res = client
@@ -637,7 +637,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(wait(&server, &replace_job).await["state"], "cancelled");
+    assert_eq!(server.wait_job(&replace_job).await["state"], "cancelled");
     let out = tempfile::tempdir().unwrap();
     let published = reference_render("ne_110m_countries.geojson", ZOOMS, out.path());
     assert!(
@@ -652,7 +652,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
         .await
         .unwrap();
     let edit: Value = res.json().await.unwrap();
-    let done = wait(&server, edit["job"]["id"].as_str().unwrap()).await;
+    let done = server.wait_job(edit["job"]["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let mut fc: Value =
         serde_json::from_slice(&std::fs::read(sample("ne_110m_countries.geojson")).unwrap())
@@ -688,7 +688,7 @@ async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_
     let base = dir.path().join("base.geojson");
     write_collection(&base, &features);
     let (job, layer) = upload(&server, base.to_str().unwrap(), ZOOMS).await;
-    assert_eq!(wait(&server, &job).await["state"], "succeeded");
+    assert_eq!(server.wait_job(&job).await["state"], "succeeded");
     let moved = |features: &[Value], i: usize, dx: f64| {
         let mut f = features[i].clone();
         shift(&mut f["geometry"]["coordinates"], dx, 0.0);
@@ -702,7 +702,7 @@ async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_
     let first = moved(&features, 10, 4.0);
     let accepted = post_edit(&server, &layer, &upsert(&first)).await;
     let job = accepted["job"]["id"].as_str().unwrap().to_string();
-    let done = wait(&server, &job).await;
+    let done = server.wait_job(&job).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(hook.refuse.load(SeqCst), 0, "both refusals were seen");
     assert!(!hook.changed(&job).is_empty());
@@ -714,7 +714,7 @@ async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_
     let lost = moved(&features, 20, -6.0);
     let accepted = post_edit(&server, &layer, &upsert(&lost)).await;
     let job = accepted["job"]["id"].as_str().unwrap().to_string();
-    let failed = wait(&server, &job).await;
+    let failed = server.wait_job(&job).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     let message = failed["error"]["message"].as_str().unwrap();
     assert!(message.contains("invalidation webhook"), "{message}");
@@ -729,7 +729,9 @@ async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_
     hook.refuse.store(0, SeqCst);
     let last = moved(&features, 30, 5.0);
     let accepted = post_edit(&server, &layer, &upsert(&last)).await;
-    let done = wait(&server, accepted["job"]["id"].as_str().unwrap()).await;
+    let done = server
+        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     features[30] = last;
     let final_data = dir.path().join("final.geojson");

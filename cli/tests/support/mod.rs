@@ -417,7 +417,17 @@ impl Embedded {
         log: std::path::PathBuf,
         args: &[&str],
     ) -> Embedded {
-        let port = free_port();
+        Embedded::start_on(free_port(), data_dir, log, args)
+    }
+
+    /// On `port`: a server stopped and started again on the same port and
+    /// folder is where its clients left it.
+    pub fn start_on(
+        port: u16,
+        data_dir: &std::path::Path,
+        log: std::path::PathBuf,
+        args: &[&str],
+    ) -> Embedded {
         let file = std::fs::File::options()
             .create(true)
             .append(true)
@@ -432,6 +442,7 @@ impl Embedded {
             .env_remove("TILEFARM_AMQP_URL")
             .env_remove("TILEFARM_DATABASE_URL")
             .env_remove("TILEFARM_STORE")
+            .env_remove("TILEFARM_TOKEN")
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .stdin(Stdio::null())
@@ -456,6 +467,16 @@ impl Embedded {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Sends a change (an upload, an edit, new data), expects it accepted
+    /// (202) and waits for its job to end; the job's last status.
+    pub async fn change(&self, request: reqwest::RequestBuilder) -> Value {
+        let res = request.send().await.unwrap();
+        let status = res.status().as_u16();
+        let accepted: Value = res.json().await.unwrap();
+        assert_eq!(status, 202, "{accepted}");
+        self.wait_job(accepted["job"]["id"].as_str().unwrap()).await
     }
 
     /// Waits until job `id` has ended (within 300 s); its last status.
