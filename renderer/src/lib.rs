@@ -16,6 +16,7 @@ mod metatile;
 mod png;
 mod prepare;
 mod raster;
+mod region;
 mod stroke;
 mod style;
 mod tile;
@@ -30,6 +31,7 @@ pub use metatile::MetaTile;
 pub use png::{PngError, encode_png, encode_rgba};
 pub use prepare::{Layer, ZoomLayer};
 pub use raster::{RenderedMetaTile, TileImage, render_metatile};
+pub use region::{Region, RegionPlanner, Regions, ZoomPlan};
 pub use style::{
     ColorRule, FeaturePaint, LineStyle, PointStyle, PolygonStyle, Rgba, Size, Style, StyleError,
 };

@@ -11,7 +11,7 @@ use crate::style::{FeaturePaint, Style};
 use crate::tile::{UnitRect, lonlat_to_unit};
 
 /// Simplification tolerance in pixels: well below what anti-aliasing can show.
-const SIMPLIFY_PX: f64 = 0.25;
+pub(crate) const SIMPLIFY_PX: f64 = 0.25;
 /// Coordinates are snapped to 1/64 px, so that moving a drawing by whole pixels
 /// (a tile inside a metatile versus the same tile alone) changes no bit of it.
 const QUANTUM: f64 = 64.0;
@@ -318,6 +318,25 @@ pub(crate) struct Sizes {
     pub point_radius: f32,
 }
 
+impl Sizes {
+    /// The drawing sizes of `style` at zoom `z` with tiles of `tile_size`, and
+    /// how far drawing reaches beyond the geometry, in whole pixels.
+    pub(crate) fn at(style: &Style, z: u8, tile_size: u32) -> (Sizes, u32) {
+        // Sizes are given for 256 px tiles; larger tiles scale them up.
+        let k = tile_size as f32 / 256.0;
+        let sizes = Sizes {
+            outline_width: style.polygon.outline_width.at(z) * k,
+            line_width: style.line.width.at(z) * k,
+            point_radius: style.point.radius.at(z) * k,
+        };
+        let reach = (sizes.outline_width.max(sizes.line_width) * 2.0)
+            .max(sizes.point_radius)
+            .ceil() as u32
+            + 2;
+        (sizes, reach)
+    }
+}
+
 /// A layer prepared for one zoom: pixel coordinates (world pixels at this zoom),
 /// simplified and snapped, with a spatial index.
 #[derive(Debug)]
@@ -467,18 +486,7 @@ impl ZoomLayer {
     /// Prepares `layer` for zoom `z` with tiles of `tile_size` pixels.
     pub fn new(layer: &Layer, z: u8, tile_size: u32) -> ZoomLayer {
         let scale = f64::from(tile_size) * (1u64 << z) as f64;
-        let style = &layer.style;
-        // Sizes are given for 256 px tiles; larger tiles scale them up.
-        let k = tile_size as f32 / 256.0;
-        let sizes = Sizes {
-            outline_width: style.polygon.outline_width.at(z) * k,
-            line_width: style.line.width.at(z) * k,
-            point_radius: style.point.radius.at(z) * k,
-        };
-        let reach = (sizes.outline_width.max(sizes.line_width) * 2.0)
-            .max(sizes.point_radius)
-            .ceil() as u32
-            + 2;
+        let (sizes, reach) = Sizes::at(&layer.style, z, tile_size);
         let eps = SIMPLIFY_PX;
         let cell = f64::from(tile_size);
         let mut entries = Vec::new();

@@ -319,6 +319,19 @@ fn push_ring(pb: &mut PathBuilder, ring: &[Coord<f64>], local: &impl Fn(Coord<f6
 }
 
 /// Fills the path built so far, if any, in one colour.
+/// The colour of a pixel well inside the fills `fills` (drawn in that order),
+/// exactly as [`render_metatile`] composites them there.
+pub(crate) fn interior_colour(fills: &[Rgba]) -> Rgba {
+    let mut pixmap = Pixmap::new(4, 4).expect("a 4x4 pixmap");
+    for &fill in fills {
+        let mut pb = PathBuilder::new();
+        pb.push_rect(tiny_skia::Rect::from_xywh(-4.0, -4.0, 12.0, 12.0).expect("a rect"));
+        fill_built(&mut pixmap, pb, fill, FillRule::EvenOdd);
+    }
+    let p = pixmap.pixel(1, 1).expect("inside");
+    demultiply([p.red(), p.green(), p.blue(), p.alpha()])
+}
+
 fn fill_built(pixmap: &mut Pixmap, pb: PathBuilder, color: Rgba, rule: FillRule) {
     if let Some(path) = pb.finish() {
         pixmap.fill_path(&path, &paint_of(color), rule, Transform::identity(), None);
