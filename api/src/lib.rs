@@ -100,6 +100,8 @@ pub struct Inner {
     streams: limits::StreamSlots,
     /// The tile answered where the data does not reach.
     transparent: Bytes,
+    /// Published layer versions' regions, as the tile origin has read them.
+    regions: tiles::RegionCache,
 }
 
 impl AppState {
@@ -123,6 +125,7 @@ impl AppState {
             transport,
             metrics: ops::Metrics::default(),
             transparent: Bytes::from(transparent),
+            regions: tiles::RegionCache::default(),
         }))
     }
 }

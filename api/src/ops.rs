@@ -25,6 +25,7 @@ pub struct Metrics {
     pub replacements: Counter,
     pub tile_stored: Counter,
     pub tile_empty: Counter,
+    pub tile_region: Counter,
     pub tile_not_modified: Counter,
     /// The connection `/readyz` and `/metrics` read the queues over.
     broker: BrokerProbe,
@@ -169,6 +170,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for (result, c) in [
         ("stored", &m.tile_stored),
         ("transparent", &m.tile_empty),
+        ("region", &m.tile_region),
         ("not_modified", &m.tile_not_modified),
     ] {
         tiles
@@ -177,7 +179,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     registry.register(
         "tile_responses",
-        "Tile requests by what answered them: a stored tile, the transparent tile, or 304",
+        "Tile requests by what answered them: a stored tile, the transparent tile, a one-colour region's tile, or 304",
         tiles,
     );
     let jobs = Family::<Vec<(String, String)>, Gauge>::default();

@@ -7,13 +7,65 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
-use tilefarm_renderer::{TileId, tiles_per_side};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tilefarm_renderer::{Regions, Rgba, TileId, TileImage, encode_png, tiles_per_side};
+use tilefarm_worker::Objects;
+use uuid::Uuid;
 
 use crate::jobs::parse_id;
 use crate::{ApiError, ApiResult, AppState};
 
 /// How long a tile read may take before the origin answers 503.
 const TILE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// How many layer versions' regions the origin keeps in memory.
+const REGIONS_KEPT: usize = 64;
+
+/// Published layer versions' regions, read from the store once each, and the
+/// PNG of each region colour. A version's regions never change, so nothing
+/// goes stale: a new version is a new entry.
+#[derive(Debug, Default)]
+pub struct RegionCache {
+    versions: std::sync::Mutex<HashMap<(Uuid, i32), Arc<Regions>>>,
+    pngs: std::sync::Mutex<HashMap<Rgba, Bytes>>,
+}
+
+impl RegionCache {
+    async fn get(
+        &self,
+        objects: &Objects,
+        layer: Uuid,
+        version: i32,
+    ) -> Result<Arc<Regions>, String> {
+        if let Some(found) = self.versions.lock().expect("lock").get(&(layer, version)) {
+            return Ok(found.clone());
+        }
+        let regions = Arc::new(objects.get_regions(layer, version).await?);
+        let mut versions = self.versions.lock().expect("lock");
+        if versions.len() >= REGIONS_KEPT {
+            versions.clear();
+        }
+        versions.insert((layer, version), regions.clone());
+        Ok(regions)
+    }
+
+    /// The PNG of a tile all `color`: the bytes a render of such a tile writes.
+    fn png(&self, color: Rgba, tile_size: u32) -> Bytes {
+        self.pngs
+            .lock()
+            .expect("lock")
+            .entry(color)
+            .or_insert_with(|| {
+                Bytes::from(
+                    encode_png(&TileImage::Uniform(color), tile_size)
+                        .expect("a one-colour tile encodes"),
+                )
+            })
+            .clone()
+    }
+}
 
 /// The strong ETag of a tile: a hash of its bytes.
 pub fn etag(png: &[u8]) -> String {
@@ -33,8 +85,10 @@ fn parse_tile(z: &str, x: &str, y: &str) -> Option<TileId> {
     .then_some(tile)
 }
 
-/// `GET /tiles/{layer}/{z}/{x}/{y}.png`. A tile the layer's data does not reach
-/// is the transparent tile, with the same caching headers as any other.
+/// `GET /tiles/{layer}/{z}/{x}/{y}.png`: the stored tile, or where none is
+/// stored, the tile of the one-colour region it lies in (the same bytes a
+/// render gives), or where the data does not reach, the transparent tile; all
+/// with the same caching headers.
 pub async fn tile(
     State(state): State<AppState>,
     Path((layer, z, x, y)): Path<(String, String, String, String)>,
@@ -81,8 +135,34 @@ pub async fn tile(
             found
         }
         Ok(Ok(None)) => {
-            state.metrics.tile_empty.inc();
-            state.transparent.clone()
+            let version = layer.published_version.expect("checked above");
+            let regions = match tokio::time::timeout(
+                TILE_READ_TIMEOUT,
+                state.regions.get(&state.objects, layer_id, version),
+            )
+            .await
+            {
+                Ok(Ok(regions)) => regions,
+                Ok(Err(e)) => return Err(ApiError::internal("the tile store is not answering", e)),
+                Err(_) => {
+                    return Err(ApiError::internal(
+                        "the tile store is not answering",
+                        format!(
+                            "no answer within {TILE_READ_TIMEOUT:?} for the regions of {layer_id}"
+                        ),
+                    ));
+                }
+            };
+            match regions.color_of(tile) {
+                Some(color) => {
+                    state.metrics.tile_region.inc();
+                    state.regions.png(color, state.config.tile_size)
+                }
+                None => {
+                    state.metrics.tile_empty.inc();
+                    state.transparent.clone()
+                }
+            }
         }
         Ok(Err(e)) => return Err(ApiError::internal("the tile store is not answering", e)),
         Err(_) => {

@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::io::Write;
 use tilefarm_formats::{ReadOptions, read_path};
-use tilefarm_renderer::{Layer, OnInvalid, Style, unit_to_lonlat};
+
+use tilefarm_renderer::{
+    Layer, OnInvalid, Style, TileId, ZoomLayer, encode_png, render_tile, unit_to_lonlat,
+};
 use tilefarm_worker::{
     DirSink, ObjectStoreSink, PmTilesSink, PyramidOptions, TileSink, check_options,
     parse_zoom_range, render_pyramid,
@@ -74,9 +78,14 @@ pub struct RenderArgs {
     #[arg(long, default_value = "0-5", value_parser = parse_zoom_range)]
     pub zooms: (u8, u8),
     /// Output: a directory (`z/x/y.png`), a PMTiles archive (`NAME.pmtiles`), or an
-    /// object store URL (`s3://bucket/prefix`, `file:///...`).
-    #[arg(long, env = "TILEFARM_OUT")]
-    pub out: String,
+    /// object store URL (`s3://bucket/prefix`, `file:///...`). With `--tile`, a
+    /// PNG file, or standard output when left out or `-`.
+    #[arg(long, env = "TILEFARM_OUT", required_unless_present = "tile")]
+    pub out: Option<String>,
+    /// Draw one tile alone, `Z/X/Y`, instead of a pyramid: the bytes the tile
+    /// origin serves for it, for checking any tile by hand.
+    #[arg(long, value_name = "Z/X/Y", value_parser = parse_tile)]
+    pub tile: Option<TileId>,
     /// Style JSON file (default: the reference style).
     #[arg(long)]
     pub style: Option<PathBuf>,
@@ -89,7 +98,10 @@ pub struct RenderArgs {
     /// Leave out invalid features (each is reported) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Do not store fully transparent tiles (a tile server answers them itself).
+    /// Do not store fully transparent tiles (a tile server answers them
+    /// itself). Only the tiles near an edge, line or point are drawn; the
+    /// one-colour tiles inside shapes are written from their regions (hard
+    /// links in a directory, runs in a PMTiles archive) without drawing.
     #[arg(long)]
     pub skip_empty: bool,
     /// Write a full copy of each one-colour tile instead of a hard link to one file.
@@ -109,6 +121,40 @@ pub struct RenderArgs {
     /// Render threads (default: one per core).
     #[arg(long, env = "TILEFARM_THREADS")]
     pub threads: Option<usize>,
+}
+
+/// Reads `Z/X/Y` (a `.png` on the end is allowed).
+fn parse_tile(s: &str) -> Result<TileId, String> {
+    let bad = || format!("{s:?} is not a tile: expected Z/X/Y such as 5/16/10");
+    let parts: Vec<&str> = s.trim_end_matches(".png").split('/').collect();
+    let [z, x, y] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let (z, x, y) = (
+        z.parse().map_err(|_| bad())?,
+        x.parse().map_err(|_| bad())?,
+        y.parse().map_err(|_| bad())?,
+    );
+    if z > 24 {
+        return Err(format!("zoom {z} is deeper than the deepest supported, 24"));
+    }
+    TileId::new(z, x, y).ok_or_else(|| format!("{s}: x and y must be below 2^{z} at zoom {z}"))
+}
+
+/// Draws `tile` alone and writes its PNG to `out` (standard output for `-`).
+fn render_one(layer: &Layer, tile: TileId, tile_size: u32, out: Option<&str>) -> Result<()> {
+    let zl = ZoomLayer::new(layer, tile.z, tile_size);
+    let png = encode_png(&render_tile(&zl, tile), tile_size)?;
+    match out {
+        None | Some("-") => std::io::stdout()
+            .write_all(&png)
+            .context("cannot write the tile to standard output"),
+        Some(path) => {
+            std::fs::write(path, &png).with_context(|| format!("cannot write {path}"))?;
+            eprintln!("wrote tile {tile} ({} bytes) to {path}", png.len());
+            Ok(())
+        }
+    }
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {
@@ -151,18 +197,25 @@ pub fn run(args: RenderArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    if let Some(tile) = args.tile {
+        return render_one(&layer, tile, args.tile_size, args.out.as_deref());
+    }
+    let out = args
+        .out
+        .clone()
+        .context("--out is needed to render a pyramid")?;
+
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("cannot start the render threads")?;
     let runtime;
-    let sink: Box<dyn TileSink> = if args.out.contains("://") {
+    let sink: Box<dyn TileSink> = if out.contains("://") {
         runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the I/O runtime")?;
-        let url =
-            url::Url::parse(&args.out).with_context(|| format!("{:?} is not a URL", args.out))?;
+        let url = url::Url::parse(&out).with_context(|| format!("{out:?} is not a URL"))?;
         if url.scheme() == "s3" {
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
             if let Some(endpoint) = &args.s3_endpoint {
@@ -172,7 +225,7 @@ pub fn run(args: RenderArgs) -> Result<()> {
             }
             let store = builder
                 .build()
-                .with_context(|| format!("cannot open the S3 bucket of {}", args.out))?;
+                .with_context(|| format!("cannot open the S3 bucket of {out}"))?;
             let prefix = object_store::path::Path::from(url.path().trim_start_matches('/'));
             Box::new(
                 ObjectStoreSink::new(Arc::new(store), prefix, runtime.handle().clone())
@@ -180,14 +233,14 @@ pub fn run(args: RenderArgs) -> Result<()> {
             )
         } else {
             let (store, prefix) = object_store::parse_url(&url)
-                .with_context(|| format!("cannot open the object store {}", args.out))?;
+                .with_context(|| format!("cannot open the object store {out}"))?;
             Box::new(ObjectStoreSink::new(
                 Arc::from(store),
                 prefix,
                 runtime.handle().clone(),
             ))
         }
-    } else if args.out.ends_with(".pmtiles") {
+    } else if out.ends_with(".pmtiles") {
         let [w, s, e, n] = layer
             .bounds()
             .map(|b| {
@@ -197,13 +250,13 @@ pub fn run(args: RenderArgs) -> Result<()> {
             })
             .unwrap_or([-180.0, -85.0511, 180.0, 85.0511]);
         Box::new(PmTilesSink::create(
-            &args.out,
+            &out,
             args.zooms.0,
             args.zooms.1,
             [w, s, e, n],
         )?)
     } else {
-        let dir = PathBuf::from(&args.out);
+        let dir = PathBuf::from(&out);
         if dir.is_file() {
             bail!("--out {} is a file; give a directory", dir.display());
         }
@@ -232,6 +285,23 @@ pub fn run(args: RenderArgs) -> Result<()> {
         summary.metatiles_drawn,
         summary.bytes as f64 / 1e6,
     );
+    if summary.regions > 0 {
+        let how = if out.ends_with(".pmtiles") {
+            "one run per zoom"
+        } else if out.contains("://") {
+            "one object per tile"
+        } else if args.no_link {
+            "a copy per tile"
+        } else {
+            "hard links to one file per colour"
+        };
+        println!(
+            "{} tiles lie in {} one-colour regions, written without drawing ({how}); {} tiles were drawn",
+            summary.region_tiles,
+            summary.regions,
+            summary.tiles - summary.region_tiles - summary.skipped,
+        );
+    }
     Ok(())
 }
 

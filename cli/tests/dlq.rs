@@ -39,14 +39,7 @@ async fn plan_without_data(
     let tasks: Vec<RenderTask> = tilefarm_worker::plan_render(&layer, zooms.clone(), 8, 256)
         .metatiles
         .into_iter()
-        .map(|m| RenderTask {
-            z: m.z,
-            x: m.x,
-            y: m.y,
-            n: m.n,
-            tiles: m.tile_count() as u32,
-            ..RenderTask::default()
-        })
+        .map(|m| tilefarm_worker::partial(m.meta, &m.tiles, false))
         .collect();
     assert!(tasks.len() > 1, "a job of several tasks");
     let new = NewLayer {
@@ -220,7 +213,8 @@ async fn dead_letters_are_listed_and_replayed_to_success_once_their_cause_is_fix
         done["progress"]["done"], fixed.tiles,
         "each tile counted once"
     );
-    farm.assert_tiles_match_render(&fixed.upload.layer_id.to_string(), file, "0-3");
+    farm.assert_tiles_match_render(&fixed.upload.layer_id.to_string(), file, "0-3")
+        .await;
     let (status, layer) = farm
         .get_json(&format!("/v1/layers/{}", fixed.upload.layer_id))
         .await;

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Farm, collection, features_with_ids, reference_render, shift};
+use support::{Farm, collection, features_with_ids, reference_render, served_tiles, shift};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile() {
@@ -93,7 +93,7 @@ async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile(
     )
     .unwrap();
     let reference = reference_render(file.to_str().unwrap(), ZOOMS, &dir.path().join("tiles"));
-    let stored = farm.stored_tiles(&layer);
+    let stored = served_tiles(&farm.base, &layer, ZOOMS).await;
     assert_eq!(stored.len(), reference.len(), "every tile and no other");
     assert!(
         stored == reference,

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Embedded, collection, features_with_ids, reference_render, sample, shift};
+use support::{
+    Embedded, collection, features_with_ids, reference_render, sample, served_tiles, shift,
+};
 use tilefarm_testkit::tree;
 
 async fn upload(server: &Embedded, file: &str, zooms: &str) -> (String, String) {
@@ -46,7 +48,7 @@ async fn the_embedded_mode_renders_the_same_tiles_as_tilefarm_render() {
     assert_eq!(done["progress"]["done"], done["progress"]["total"]);
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("ne_110m_countries.geojson", "0-4", out.path());
-    let tiles = stored(dir.path(), &layer);
+    let tiles = served_tiles(&server.url(""), &layer, "0-4").await;
     assert!(!reference.is_empty());
     assert!(tiles == reference, "the same tiles as tilefarm render");
     // The page, the tile origin and readiness work the same way.
@@ -102,7 +104,7 @@ async fn an_embedded_server_killed_mid_job_finishes_it_after_a_restart() {
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("wa_countries_50m.geojson", "0-6", out.path());
     assert!(
-        stored(dir.path(), &layer) == reference,
+        served_tiles(&server.url(""), &layer, "0-6").await == reference,
         "the same tiles as tilefarm render"
     );
 }
@@ -478,7 +480,7 @@ async fn random_edits_rewrite_only_dirty_tiles_and_end_as_a_fresh_render() {
     write_collection(&final_data, &features);
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render(final_data.to_str().unwrap(), ZOOMS, out.path());
-    let stored = stored(dir.path(), &layer);
+    let stored = served_tiles(&server.url(""), &layer, ZOOMS).await;
     assert_eq!(stored.len(), reference.len(), "every tile and no other");
     assert!(stored == reference, "the same tiles as a fresh render");
     let layer_info: Value = reqwest::get(server.url(&format!("/v1/layers/{layer}")))
@@ -516,7 +518,7 @@ async fn new_data_for_a_layer_replaces_its_tiles_and_bad_edits_are_refused() {
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("ne_cities.geojson", "0-3", out.path());
     assert!(
-        stored(dir.path(), &layer) == reference,
+        served_tiles(&server.url(""), &layer, "0-3").await == reference,
         "the tiles of the new data only"
     );
 
@@ -641,7 +643,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
     let out = tempfile::tempdir().unwrap();
     let published = reference_render("ne_110m_countries.geojson", ZOOMS, out.path());
     assert!(
-        stored(dir.path(), &layer) != published,
+        served_tiles(&server.url(""), &layer, ZOOMS).await != published,
         "the cancelled job wrote some tiles"
     );
     // A small edit of the published data sets every tile right.
@@ -663,7 +665,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render(file.to_str().unwrap(), ZOOMS, out.path());
     assert!(
-        stored(dir.path(), &layer) == reference,
+        served_tiles(&server.url(""), &layer, ZOOMS).await == reference,
         "the same tiles as a fresh render of the published data and the edit"
     );
 }
@@ -739,7 +741,7 @@ async fn a_failing_invalidation_hook_is_retried_and_a_job_it_fails_is_set_right_
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render(final_data.to_str().unwrap(), ZOOMS, out.path());
     assert!(
-        stored(dir.path(), &layer) == reference,
+        served_tiles(&server.url(""), &layer, ZOOMS).await == reference,
         "the same tiles as a fresh render of the published data and the last edit"
     );
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Farm, reference_render};
+use support::{Farm, reference_render, served_tiles};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
@@ -51,7 +51,7 @@ async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
 
     let out = tempfile::tempdir().unwrap();
     let reference = reference_render("ne_110m_countries.geojson", "0-4", out.path());
-    let stored = farm.stored_tiles(&layer);
+    let stored = served_tiles(&farm.base, &layer, "0-4").await;
     assert!(!reference.is_empty());
     assert_eq!(
         stored.keys().collect::<Vec<_>>(),
@@ -338,7 +338,8 @@ async fn two_workers_share_a_job_and_progress_only_rises_to_the_total() {
         by_a > 0 && by_b > 0,
         "both workers rendered: {by_a} and {by_b}"
     );
-    farm.assert_tiles_match_render(&layer, "ne_110m_countries.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "ne_110m_countries.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 
@@ -367,7 +368,8 @@ async fn a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice() {
         "counted once each"
     );
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 
@@ -391,7 +393,8 @@ async fn a_job_survives_a_rabbitmq_restart() {
         farm.log(0).contains("reconnecting"),
         "the worker saw the broker go"
     );
-    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 
@@ -535,7 +538,8 @@ async fn a_job_survives_a_postgresql_restart() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 
@@ -577,7 +581,8 @@ async fn sigterm_stops_a_worker_after_the_tasks_in_hand() {
     let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"]["done"], done["progress"]["total"]);
-    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 

@@ -150,7 +150,8 @@ async fn a_worker_serves_metrics_and_drains_when_asked() {
     }
     let (done, _) = farm.wait_job(&job, Duration::from_secs(300)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6");
+    farm.assert_tiles_match_render(&layer, "wa_countries_50m.geojson", "0-6")
+        .await;
     farm.stop().await;
 }
 

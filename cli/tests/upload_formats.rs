@@ -65,7 +65,8 @@ async fn uploads_in_other_formats_and_crss_render_like_tilefarm_render() {
             "{name}: {ingest}"
         );
         let layer = accepted["layer_id"].as_str().unwrap();
-        farm.assert_tiles_match_render(layer, path.to_str().unwrap(), "0-4");
+        farm.assert_tiles_match_render(layer, path.to_str().unwrap(), "0-4")
+            .await;
     }
     farm.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Which tiles a layer's features can draw into, tile by tile: what an edit of
 //! those features makes dirty.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use geo::{Coord, LineString};
 
@@ -17,12 +17,31 @@ impl ZoomLayer {
     /// so a layer of just the features an edit changed, before and after, gives
     /// exactly the tiles whose pixels the edit can change.
     pub fn tiles_touched(&self) -> BTreeSet<TileId> {
+        self.touched(None)
+    }
+
+    /// [`ZoomLayer::tiles_touched`], with only those inside a polygon that are
+    /// among `among`: the tiles near an edge, line or point, and of the rest
+    /// (tiles inside, which [`crate::RegionPlanner`] leaves to regions) those
+    /// in `among`, such as the tiles a plan draws. It costs in proportion to
+    /// the edges and to `among`, never to the polygons' area.
+    pub fn tiles_touched_among(&self, among: &BTreeSet<TileId>) -> BTreeSet<TileId> {
+        let mut rows: HashMap<i64, Vec<i64>> = HashMap::new();
+        for t in among.iter().filter(|t| t.z == self.z) {
+            rows.entry(i64::from(t.y)).or_default().push(i64::from(t.x));
+        }
+        rows.values_mut().for_each(|cols| cols.sort_unstable());
+        self.touched(Some(rows))
+    }
+
+    fn touched(&self, among: Option<HashMap<i64, Vec<i64>>>) -> BTreeSet<TileId> {
         let mut cells = Cells {
             z: self.z,
             side: tiles_per_side(self.z) as i64,
             ts: f64::from(self.tile_size),
             pad: f64::from(self.reach),
             out: BTreeSet::new(),
+            among,
         };
         for f in &self.features {
             for rings in &f.shapes.polygons {
@@ -42,6 +61,8 @@ struct Cells {
     ts: f64,
     pad: f64,
     out: BTreeSet<TileId>,
+    /// Columns by row: the only tiles inside polygons to add, when given.
+    among: Option<HashMap<i64, Vec<i64>>>,
 }
 
 impl Cells {
@@ -135,7 +156,17 @@ impl Cells {
                 // Columns whose centre lies between the two crossings.
                 let first = ((pair[0].0 / self.ts) - 0.5).ceil() as i64;
                 let last = ((pair[1].0 / self.ts) - 0.5).floor() as i64;
-                for col in first.max(0)..=last.min(self.side - 1) {
+                let (first, last) = (first.max(0), last.min(self.side - 1));
+                let cols: Vec<i64> = match &self.among {
+                    None => (first..=last).collect(),
+                    Some(among) => {
+                        let cols = among.get(&row).map_or(&[][..], Vec::as_slice);
+                        let from = cols.partition_point(|&c| c < first);
+                        let to = cols.partition_point(|&c| c <= last);
+                        cols[from..to.max(from)].to_vec()
+                    }
+                };
+                for col in cols {
                     self.add(col, row);
                 }
             }

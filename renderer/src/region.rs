@@ -348,8 +348,8 @@ impl Near {
                     x: a.x + t * (b.x - a.x),
                     y: a.y + t * (b.y - a.y),
                 };
-                for row in self.cell(from.y.min(to.y) - self.pad)
-                    ..=self.cell(from.y.max(to.y) + self.pad)
+                for row in
+                    self.cell(from.y.min(to.y) - self.pad)..=self.cell(from.y.max(to.y) + self.pad)
                 {
                     for col in self.cell(from.x.min(to.x) - self.pad)
                         ..=self.cell(from.x.max(to.x) + self.pad)
@@ -400,9 +400,7 @@ impl Regions {
         }
         (0..=t.z).rev().find_map(|z| {
             let up = t.z - z;
-            self.roots
-                .get(&tile(z, t.x >> up, t.y >> up))
-                .copied()
+            self.roots.get(&tile(z, t.x >> up, t.y >> up)).copied()
         })
     }
 

@@ -152,7 +152,12 @@ fn tiles_left_to_regions_are_what_a_full_render_gives_at_every_zoom() {
     let layer = Layer::new(&features(), &style(r#"{"stops": [[0, 1], [8, 4]]}"#));
     let (wrong, compared) = compare(&layer, &layer, 10);
     assert!(compared > 5_000, "only {compared} tiles compared");
-    assert!(wrong.is_empty(), "{} wrong, first: {:#?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "{} wrong, first: {:#?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }
 
 #[test]
@@ -175,7 +180,9 @@ fn the_plan_grows_with_the_edges_not_the_area() {
     // inside to regions along the edge.
     // Vertices every 10 degrees: a step of more than 180 degrees would be
     // taken as crossing the antimeridian.
-    let mut coords: Vec<(f64, f64)> = (0..=34).map(|i| (-170.0 + 10.0 * f64::from(i), -70.0)).collect();
+    let mut coords: Vec<(f64, f64)> = (0..=34)
+        .map(|i| (-170.0 + 10.0 * f64::from(i), -70.0))
+        .collect();
     coords.extend((0..=34).map(|i| (170.0 - 10.0 * f64::from(i), 70.0)));
     coords.push((-170.0, -70.0));
     let ring = LineString::from(coords);
@@ -187,7 +194,11 @@ fn the_plan_grows_with_the_edges_not_the_area() {
     while let Some(plan) = planner.next_zoom() {
         live += plan.live.len() as u64;
         regions += plan.regions.len() as u64;
-        implied += plan.regions.iter().map(|r| r.tiles_within(0..=14)).sum::<u64>();
+        implied += plan
+            .regions
+            .iter()
+            .map(|r| r.tiles_within(0..=14))
+            .sum::<u64>();
         if plan.z == 14 {
             at_14 = plan.live.len();
         }
@@ -204,5 +215,8 @@ fn the_plan_grows_with_the_edges_not_the_area() {
     // Each zoom's regions are the clear tiles just inside the edge: fewer than
     // the tiles drawn.
     assert!(regions < live, "{regions} regions for {live} tiles drawn");
-    assert!(implied > 120_000_000, "the regions stand for {implied} tiles");
+    assert!(
+        implied > 120_000_000,
+        "the regions stand for {implied} tiles"
+    );
 }

@@ -3,16 +3,16 @@
 //! makes dirty, tile by tile, along the same metatile grid as a full render, so
 //! every tile ends byte-identical to a fresh render of the new data.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 
 use serde_json::Value;
 use tilefarm_queue::RenderTask;
 use tilefarm_renderer::{
-    Feature, FeatureId, Layer, MetaTile, Style, TileId, ZoomLayer, feature_from_value,
+    Feature, FeatureId, Layer, MetaTile, TileId, ZoomLayer, feature_from_value,
 };
 
-use crate::plan::RenderPlan;
+use crate::plan::{RenderPlan, plan_render};
 
 /// An edit of a layer's features, addressed by their GeoJSON `id`: features to
 /// add or replace, and ids to delete.
@@ -180,74 +180,70 @@ fn key(id: &FeatureId) -> String {
     }
 }
 
-/// The render tasks of an edit: at every zoom, the tiles the changed features
-/// can draw into, before or after, grouped by metatile. Each task writes only
-/// its dirty tiles and deletes those that became empty.
-pub fn plan_edit(
-    before: &[Feature],
-    after: &[Feature],
-    style: &Style,
-    zooms: RangeInclusive<u8>,
-    metatile: u32,
-    tile_size: u32,
-) -> Vec<RenderTask> {
-    let (old, new) = (Layer::new(before, style), Layer::new(after, style));
-    let mut tasks = Vec::new();
-    for z in zooms.rev() {
-        let mut dirty = ZoomLayer::new(&old, z, tile_size).tiles_touched();
-        dirty.extend(ZoomLayer::new(&new, z, tile_size).tiles_touched());
-        let mut by_meta: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
-        for t in dirty {
-            by_meta
-                .entry(MetaTile::containing(t, metatile))
-                .or_default()
-                .push(t);
-        }
-        tasks.extend(by_meta.into_iter().map(|(meta, tiles)| RenderTask {
-            z: meta.z,
-            x: meta.x,
-            y: meta.y,
-            n: meta.n,
-            tiles: tiles.len() as u32,
-            dirty: Some(mask(meta, &tiles)),
-            replaces: true,
-            changed: None,
-        }));
-    }
-    tasks
-}
-
-/// The render tasks that replace a layer's data: every metatile the old data
-/// or the new data's plan (`new`, planned at the same zooms and sizes) reaches,
-/// whole, deleting tiles that became empty.
-pub fn plan_replace(
+/// The render tasks of a change from `old` to the new data's plan `new`
+/// (planned at the same zooms and sizes), all of which compare each tile with
+/// the one stored and rewrite or delete only those that differ:
+///
+/// - the tiles drawn in one plan but not the other: a tile that leaves a
+///   region is drawn and stored, one that joins a region is put right (the
+///   new regions answer it from the version's publication on);
+/// - for an edit (`edited`: the changed features before and after), the
+///   tiles those features can draw into, before or after, among the tiles
+///   drawn; tiles inside regions need nothing, the new regions give them;
+/// - for new data (`edited` is `None`), every tile either plan draws.
+///
+/// Tiles go by metatile along the same grid as a full render, so every tile
+/// ends byte-identical to a fresh render of the new data.
+pub fn plan_change(
     old: &Layer,
     new: &RenderPlan,
+    edited: Option<(&[Feature], &[Feature])>,
     zooms: RangeInclusive<u8>,
     metatile: u32,
     tile_size: u32,
 ) -> Vec<RenderTask> {
-    let mut tasks = Vec::new();
-    for z in zooms.rev() {
-        let mut metas: Vec<MetaTile> =
-            ZoomLayer::new(old, z, tile_size).metatiles_touched(metatile);
-        metas.extend(new.metatiles.iter().filter(|m| m.z == z));
-        metas.sort();
-        metas.dedup();
-        tasks.extend(metas.into_iter().map(|m| whole(m, true)));
+    let live_old = plan_render(old, zooms.clone(), metatile, tile_size).live();
+    let live_new = new.live();
+    let mut render: BTreeSet<TileId> = live_old.symmetric_difference(&live_new).copied().collect();
+    match edited {
+        None => render.extend(live_old.union(&live_new)),
+        Some((before, after)) => {
+            let style = old.style();
+            let (before, after) = (Layer::new(before, style), Layer::new(after, style));
+            let drawn: BTreeSet<TileId> = live_old.union(&live_new).copied().collect();
+            for z in zooms.clone() {
+                for changed in [&before, &after] {
+                    let zl = ZoomLayer::new(changed, z, tile_size);
+                    render.extend(zl.tiles_touched_among(&drawn));
+                }
+            }
+        }
     }
+    let mut by_meta: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
+    for t in render {
+        by_meta
+            .entry(MetaTile::containing(t, metatile))
+            .or_default()
+            .push(t);
+    }
+    // Deep zooms first, as a full render goes.
+    let mut tasks: Vec<RenderTask> = by_meta
+        .into_iter()
+        .map(|(meta, tiles)| partial(meta, &tiles, true))
+        .collect();
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.z));
     tasks
 }
 
-/// A task that renders a whole metatile.
-pub fn whole(m: MetaTile, replaces: bool) -> RenderTask {
+/// A task that renders `tiles` of `meta`.
+pub fn partial(meta: MetaTile, tiles: &[TileId], replaces: bool) -> RenderTask {
     RenderTask {
-        z: m.z,
-        x: m.x,
-        y: m.y,
-        n: m.n,
-        tiles: m.tile_count() as u32,
-        dirty: None,
+        z: meta.z,
+        x: meta.x,
+        y: meta.y,
+        n: meta.n,
+        tiles: tiles.len() as u32,
+        dirty: (tiles.len() as u64 != meta.tile_count()).then(|| mask(meta, tiles)),
         replaces,
         changed: None,
     }
@@ -423,7 +419,8 @@ mod tests {
         let merged = merge_tasks(vec![a.clone()], vec![b]);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].tiles, 3);
-        let all = merge_tasks(vec![a], vec![whole(meta, false)]);
+        let every: Vec<TileId> = meta.tiles().collect();
+        let all = merge_tasks(vec![a], vec![partial(meta, &every, false)]);
         assert_eq!((all[0].tiles, all[0].dirty.clone()), (64, None));
     }
 }

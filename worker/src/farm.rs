@@ -11,12 +11,13 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tilefarm_queue::{Completion, JobStore, StoreError, TaskContext, TaskMessage};
 use tilefarm_renderer::{
-    Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Style, ZoomLayer, read_geojson, unit_to_lonlat,
+    Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Regions, Style, ZoomLayer, read_geojson,
+    unit_to_lonlat,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::change::{Edit, merge_tasks, plan_edit, plan_replace, tiles_in, whole};
+use crate::change::{Edit, merge_tasks, partial, plan_change, tiles_in};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::metrics::WorkerMetrics;
 use crate::objects::Objects;
@@ -257,24 +258,20 @@ impl Farm {
                 let layer = Layer::new(&features, &style);
                 let (m, ts, limit) = (config.metatile, config.tile_size, config.max_job_tiles);
                 let over = |e: OverBudget| ("too_many_tiles", e.to_string());
-                let tasks: Vec<tilefarm_queue::RenderTask> = match (base, edited) {
-                    (None, _) => plan_render_within(&layer, zooms, m, ts, limit)
-                        .map_err(over)?
+                // The new data within the limit first, so that planning it
+                // stays bounded.
+                let plan = plan_render_within(&layer, zooms.clone(), m, ts, limit).map_err(over)?;
+                let tasks: Vec<tilefarm_queue::RenderTask> = match base {
+                    None => plan
                         .metatiles
-                        .into_iter()
-                        .map(|meta| whole(meta, false))
+                        .iter()
+                        .map(|p| partial(p.meta, &p.tiles, false))
                         .collect(),
-                    (Some((_, unfinished)), Some((before, after))) => {
-                        merge_tasks(plan_edit(&before, &after, &style, zooms, m, ts), unfinished)
-                    }
-                    (Some((old, unfinished)), None) => {
-                        // The new data within the limit first, so that
-                        // planning it stays bounded.
-                        let new = plan_render_within(&layer, zooms.clone(), m, ts, limit)
-                            .map_err(over)?;
+                    Some((old, unfinished)) => {
                         let empty = Layer::new(&[], &style);
                         let old = old.as_ref().map_or(&empty, |p| &p.layer);
-                        merge_tasks(plan_replace(old, &new, zooms, m, ts), unfinished)
+                        let edited = edited.as_ref().map(|(b, a)| (b.as_slice(), a.as_slice()));
+                        merge_tasks(plan_change(old, &plan, edited, zooms, m, ts), unfinished)
                     }
                 };
                 let tiles: u64 = tasks.iter().map(|t| u64::from(t.tiles)).sum();
@@ -296,6 +293,8 @@ impl Farm {
                     [w, s, e, n]
                 });
                 Ok(Ingested {
+                    regions: Regions::new(plan.regions),
+                    region_tiles: plan.region_tiles,
                     bytes: Bytes::from(bytes),
                     summary,
                     count: features.len() as i64,
@@ -321,6 +320,12 @@ impl Farm {
         self.objects
             .store
             .put(&key, ingested.bytes.into())
+            .await
+            .map_err(transient)?;
+        // The regions answer the tiles no task renders, from the version's
+        // publication on.
+        self.objects
+            .put_regions(ctx.layer_id, ctx.version, &ingested.regions)
             .await
             .map_err(transient)?;
         self.store
@@ -357,6 +362,8 @@ impl Farm {
             features = ingested.count,
             tasks = ingested.tasks.len(),
             tiles = ingested.tasks.iter().map(|t| u64::from(t.tiles)).sum::<u64>(),
+            regions = ingested.regions.len(),
+            region_tiles = ingested.region_tiles,
             "ingested and planned"
         );
         Ok(())
@@ -630,6 +637,9 @@ impl TaskRun {
 
 struct Ingested {
     bytes: Bytes,
+    /// The new version's one-colour regions, and the tiles they stand for.
+    regions: Regions,
+    region_tiles: u64,
     /// What the uploader learns of the upload (not for edits).
     summary: Option<Bytes>,
     count: i64,

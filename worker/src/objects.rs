@@ -5,6 +5,7 @@
 //! PREFIX/uploads/{upload id}.options.json             how to read it, when the uploader said
 //! PREFIX/layers/{layer id}/v{version}/features.geojsons  validated features (GeoJSONSeq)
 //! PREFIX/layers/{layer id}/v{version}/summary.json    what the upload held (format, CRS, ...)
+//! PREFIX/layers/{layer id}/v{version}/regions.bin     the version's one-colour regions
 //! PREFIX/tiles/{layer id}/{z}/{x}/{y}.png             the published tiles
 //! ```
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
-use tilefarm_renderer::TileId;
+use tilefarm_renderer::{Regions, TileId};
 use uuid::Uuid;
 
 /// An object store and the prefix the farm keeps its objects under.
@@ -129,6 +130,42 @@ impl Objects {
             &format!("v{version}"),
             "features.geojsons",
         ])
+    }
+
+    /// Where a layer version's one-colour regions are stored: the tiles no
+    /// edge comes near, which are not stored one by one.
+    pub fn regions_key(&self, layer: Uuid, version: i32) -> Path {
+        self.key(&[
+            "layers",
+            &layer.to_string(),
+            &format!("v{version}"),
+            "regions.bin",
+        ])
+    }
+
+    /// Stores a layer version's regions.
+    pub async fn put_regions(
+        &self,
+        layer: Uuid,
+        version: i32,
+        regions: &Regions,
+    ) -> object_store::Result<()> {
+        let bytes = bytes::Bytes::from(regions.to_bytes());
+        self.store
+            .put(&self.regions_key(layer, version), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+    }
+
+    /// A layer version's regions; none when it has no regions file.
+    pub async fn get_regions(&self, layer: Uuid, version: i32) -> Result<Regions, String> {
+        let key = self.regions_key(layer, version);
+        let bytes = match self.store.get(&key).await {
+            Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Regions::default()),
+            Err(e) => return Err(e.to_string()),
+        };
+        Regions::from_bytes(&bytes).map_err(|e| format!("{key}: {e}"))
     }
 
     /// The folder of a layer's versions (prepared features, summaries).

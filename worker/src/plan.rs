@@ -1,18 +1,51 @@
-//! Planning a layer's render: the metatiles its data really reaches, at each zoom.
+//! Planning a layer's render: the tiles near its edges, lines and points at
+//! each zoom, grouped by metatile, and the one-colour regions that stand for
+//! every other tile the data covers.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
-use tilefarm_renderer::{Layer, MetaTile, ZoomLayer, tiles_per_side};
+use tilefarm_renderer::{Layer, MetaTile, Region, RegionPlanner, TileId, tiles_per_side};
 
-/// The render tasks of a layer: one per metatile some feature comes near. Tiles
-/// outside them are transparent and never stored (the tile origin answers them).
+/// The tiles of one metatile that a render draws (sorted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedMeta {
+    pub meta: MetaTile,
+    pub tiles: Vec<TileId>,
+}
+
+impl PlannedMeta {
+    /// Whether the render takes every tile of the metatile.
+    pub fn is_whole(&self) -> bool {
+        self.tiles.len() as u64 == self.meta.tile_count()
+    }
+}
+
+/// The render of a layer: tasks for the tiles some edge, line or point comes
+/// near, and regions of one colour for the rest of what the data covers.
+/// Every other tile is transparent and never stored (the tile origin answers it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderPlan {
-    pub metatiles: Vec<MetaTile>,
+    /// Deep zooms first: their metatiles are the biggest pieces of work.
+    pub metatiles: Vec<PlannedMeta>,
+    /// The regions, root by root (some roots may lie above the first zoom).
+    pub regions: Vec<Region>,
     /// Tiles the tasks render: the job's progress total.
     pub tiles: u64,
+    /// Tiles of the zoom range that the regions stand for.
+    pub region_tiles: u64,
     /// Tiles of the whole pyramid, most of them empty for a small layer.
     pub pyramid_tiles: u64,
+}
+
+impl RenderPlan {
+    /// Every tile the plan renders, sorted.
+    pub fn live(&self) -> std::collections::BTreeSet<TileId> {
+        self.metatiles
+            .iter()
+            .flat_map(|m| m.tiles.iter().copied())
+            .collect()
+    }
 }
 
 /// A render that would take more tiles than a job may (`--max-job-tiles`).
@@ -53,8 +86,7 @@ impl std::fmt::Display for OverBudget {
 impl std::error::Error for OverBudget {}
 
 /// Plans the render of `layer` at `zooms` with metatiles of nominal size
-/// `metatile` (clamped at low zooms) and tiles of `tile_size` pixels. Deep zooms
-/// come first: their metatiles are the biggest pieces of work.
+/// `metatile` (clamped at low zooms) and tiles of `tile_size` pixels.
 pub fn plan_render(
     layer: &Layer,
     zooms: RangeInclusive<u8>,
@@ -65,10 +97,9 @@ pub fn plan_render(
 }
 
 /// [`plan_render`] for at most `limit` rendered tiles. Zooms are planned from
-/// the shallowest down, and a zoom is enumerated only while what it may add
-/// (estimated without enumerating) keeps the plan near the limit: a request
-/// for far too many tiles is refused in moments and in little memory, however
-/// deep it asks.
+/// the shallowest down, each in time and memory in proportion to the tiles its
+/// edges reach, and planning stops at the first zoom past the limit: a request
+/// for far too many tiles is refused in moments, however deep it asks.
 pub fn plan_render_within(
     layer: &Layer,
     zooms: RangeInclusive<u8>,
@@ -77,36 +108,20 @@ pub fn plan_render_within(
     limit: u64,
 ) -> Result<RenderPlan, OverBudget> {
     let (min_zoom, max_zoom) = (*zooms.start(), *zooms.end());
-    let mut by_zoom = Vec::new();
+    let mut planner = RegionPlanner::new(layer, max_zoom, tile_size);
+    let mut by_zoom: Vec<Vec<PlannedMeta>> = Vec::new();
+    let mut regions = Vec::new();
     let mut per_zoom = Vec::new();
     let mut counted = 0u64;
-    let mut counted_through = None;
-    for z in zooms.clone() {
-        let zl = ZoomLayer::new(layer, z, tile_size);
-        let n = u64::from(MetaTile::side(z, metatile));
-        let bound = zl.metatile_cells_bound(metatile).saturating_mul(n * n);
-        // Enumerating costs about `bound`; past a few limits' worth, the
-        // estimate alone says no.
-        if counted.saturating_add(bound.min(tiles_in_zoom(z))) > limit
-            && bound > limit.saturating_mul(4)
-        {
-            let rest = deeper_tiles(layer, &per_zoom, z..=max_zoom, metatile);
-            return Err(OverBudget {
-                min_zoom,
-                max_zoom,
-                estimate: counted.saturating_add(rest),
-                exact: false,
-                counted,
-                counted_through,
-                limit,
-            });
+    while let Some(plan) = planner.next_zoom() {
+        regions.extend(plan.regions);
+        let z = plan.z;
+        if z < min_zoom {
+            continue;
         }
-        let metas = zl.metatiles_touched(metatile);
-        let tiles: u64 = metas.iter().map(MetaTile::tile_count).sum();
+        let tiles = plan.live.len() as u64;
         per_zoom.push(tiles);
         counted += tiles;
-        counted_through = Some(z);
-        by_zoom.push(metas);
         if counted > limit {
             let rest = deeper_tiles(layer, &per_zoom, z + 1..=max_zoom, metatile);
             return Err(OverBudget {
@@ -115,14 +130,33 @@ pub fn plan_render_within(
                 estimate: counted.saturating_add(rest),
                 exact: z == max_zoom,
                 counted,
-                counted_through,
+                counted_through: Some(z),
                 limit,
             });
         }
+        let mut metas: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
+        for t in plan.live {
+            metas
+                .entry(MetaTile::containing(t, metatile))
+                .or_default()
+                .push(t);
+        }
+        by_zoom.push(
+            metas
+                .into_iter()
+                .map(|(meta, tiles)| PlannedMeta { meta, tiles })
+                .collect(),
+        );
     }
+    let region_tiles = regions
+        .iter()
+        .map(|r| r.tiles_within(zooms.clone()))
+        .fold(0, u64::saturating_add);
     Ok(RenderPlan {
         metatiles: by_zoom.into_iter().rev().flatten().collect(),
+        regions,
         tiles: counted,
+        region_tiles,
         pyramid_tiles: zooms.map(tiles_in_zoom).sum(),
     })
 }
@@ -170,15 +204,18 @@ mod tests {
     use geo::{Geometry, LineString, Polygon};
     use tilefarm_renderer::{Feature, Style};
 
+    /// A box over most of the world, with vertices every 10 degrees (a step
+    /// of more than 180 would be taken as crossing the antimeridian).
     fn world_box() -> Layer {
-        let ring = LineString::from(vec![
-            (-179.0, -80.0),
-            (179.0, -80.0),
-            (179.0, 80.0),
-            (-179.0, 80.0),
-            (-179.0, -80.0),
-        ]);
-        let f = Feature::from_geometry(Geometry::Polygon(Polygon::new(ring, vec![])));
+        let mut coords: Vec<(f64, f64)> = (0..=35)
+            .map(|i| (-175.0 + 10.0 * f64::from(i), -80.0))
+            .collect();
+        coords.extend((0..=35).map(|i| (175.0 - 10.0 * f64::from(i), 80.0)));
+        coords.push((-175.0, -80.0));
+        let f = Feature::from_geometry(Geometry::Polygon(Polygon::new(
+            LineString::from(coords),
+            vec![],
+        )));
         Layer::new(&[f], &Style::default())
     }
 
@@ -198,20 +235,28 @@ mod tests {
     }
 
     #[test]
-    fn a_world_to_zoom_18_is_refused_in_moments_with_its_size() {
+    fn a_world_to_zoom_18_is_planned_by_its_edges_and_refused_past_the_limit_in_moments() {
         let started = std::time::Instant::now();
-        let over = plan_render_within(&world_box(), 0..=18, 8, 256, 5_000_000).unwrap_err();
-        assert!(started.elapsed() < std::time::Duration::from_secs(20));
-        assert!(!over.exact);
-        // Counted through zoom 16 (within a test's time), it takes some 25
-        // million tiles; zooms 17 and 18 add up to four times as many each.
-        let full = plan_render(&world_box(), 0..=16, 8, 256).tiles;
+        let plan = plan_render_within(&world_box(), 0..=18, 8, 256, 5_000_000).unwrap();
+        // Its edges, some 4 x 262,144 tiles at zoom 18 and half as many at
+        // each zoom above; the regions stand for the 57 billion inside.
         assert!(
-            over.estimate > full * 4 && over.estimate < full * 21,
-            "{over} against {full} through zoom 16"
+            plan.tiles > 1_500_000 && plan.tiles < 3_000_000,
+            "{}",
+            plan.tiles
+        );
+        assert!(plan.region_tiles > 50_000_000_000, "{}", plan.region_tiles);
+        assert_eq!(plan.tiles, plan.live().len() as u64);
+        let over = plan_render_within(&world_box(), 0..=18, 8, 256, 200_000).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        assert!(!over.exact);
+        assert!(
+            over.estimate > plan.tiles / 2 && over.estimate < plan.tiles * 4,
+            "{over} against {}",
+            plan.tiles
         );
         let message = over.to_string();
         assert!(message.contains("about "), "{message}");
-        assert!(message.contains("at most 5000000"), "{message}");
+        assert!(message.contains("at most 200000"), "{message}");
     }
 }

@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use pmtiles::{CallerKey, PmTilesStreamWriter, PmTilesWriter, TileCoord, TileType};
-use tilefarm_renderer::{Rgba, TileId};
+use tilefarm_renderer::{Region, Rgba, TileId};
 
 use crate::sink::{SinkError, SinkResult, TileSink};
 
@@ -102,6 +103,41 @@ impl TileSink for PmTilesSink {
 
     fn put_uniform(&self, t: TileId, color: Rgba, png: &[u8]) -> SinkResult<()> {
         self.add(t, png, Some(u32::from_be_bytes(color.0)))
+    }
+
+    /// A region is one run per zoom: its tiles at a zoom are consecutive in
+    /// the archive's Hilbert order, added in that order under one lock.
+    fn put_region(&self, region: Region, zooms: RangeInclusive<u8>, png: &[u8]) -> SinkResult<u64> {
+        let key = Some(u32::from_be_bytes(region.color.0));
+        let mut guard = self.writer.lock().expect("lock");
+        let writer = guard.as_mut().ok_or_else(|| finished(&self.path))?;
+        let root = region.root;
+        let mut written = 0u64;
+        for z in zooms.filter(|&z| z >= root.z) {
+            let shift = 2 * u32::from(z - root.z);
+            // The tiles of an aligned block at zoom z take the ids that share
+            // the id of the block's first tile above the block's own bits.
+            let corner = pmtiles::TileId::from(
+                TileCoord::new(z, root.x << (shift / 2), root.y << (shift / 2))
+                    .map_err(|e| archive_error(&self.tmp, e))?,
+            );
+            let base = pmtiles::TileId::from(
+                TileCoord::new(z, 0, 0).map_err(|e| archive_error(&self.tmp, e))?,
+            )
+            .value();
+            let first = base + ((corner.value() - base) >> shift << shift);
+            for id in first..first + (1u64 << shift) {
+                let coord = TileCoord::from(
+                    pmtiles::TileId::new(id).map_err(|e| archive_error(&self.tmp, e))?,
+                );
+                writer
+                    .0
+                    .add_tile(coord, png, key)
+                    .map_err(|e| archive_error(&self.tmp, e))?;
+            }
+            written += 1u64 << shift;
+        }
+        Ok(written)
     }
 
     fn finish(&self) -> SinkResult<()> {

@@ -74,6 +74,11 @@ pub struct Summary {
     pub skipped: u64,
     /// Metatiles drawn (the others had no feature near them).
     pub metatiles_drawn: u64,
+    /// One-colour regions (with `skip_empty`): subtrees no edge comes near,
+    /// handed to the sink whole.
+    pub regions: u64,
+    /// Tiles of the zoom range in those regions (among `uniform`).
+    pub region_tiles: u64,
     /// PNG bytes handed to the sink, counting each uniform tile's bytes once per tile.
     pub bytes: u64,
     pub elapsed: Duration,
@@ -87,6 +92,8 @@ struct Counters {
     skipped: AtomicU64,
     drawn: AtomicU64,
     bytes: AtomicU64,
+    regions: AtomicU64,
+    region_tiles: AtomicU64,
 }
 
 /// PNGs of one-colour tiles, encoded once per colour and shared by every tile
@@ -97,7 +104,8 @@ pub struct UniformPngs {
 }
 
 impl UniformPngs {
-    fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
+    /// The PNG of a tile of `size` pixels all `color`.
+    pub fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
         if let Some(png) = self.pngs.lock().expect("lock").get(&color) {
             return Ok(png.clone());
         }
@@ -216,6 +224,35 @@ pub fn render_metatile_into(
     Ok(report)
 }
 
+/// Draws metatile `meta` and hands `tiles` (some of its tiles) to `sink`,
+/// leaving transparent ones out: the planned part of a metatile.
+pub fn render_tiles_into(
+    zl: &ZoomLayer,
+    meta: MetaTile,
+    tiles: &[TileId],
+    sink: &dyn TileSink,
+    pngs: &UniformPngs,
+) -> Result<MetaTileReport, RenderError> {
+    let (rendered, work) = render_tiles_measured(zl, meta, tiles, pngs)?;
+    let mut report = MetaTileReport {
+        drawn: true,
+        uniform: work.one_colour,
+        encoded: tiles.len() as u64 - work.one_colour,
+        ..Default::default()
+    };
+    for (t, png) in rendered {
+        let Some(png) = png else {
+            report.empty += 1;
+            report.skipped += 1;
+            continue;
+        };
+        sink.put(t, &png)
+            .map_err(|source| RenderError::Sink { tile: t, source })?;
+        report.bytes += png.len() as u64;
+    }
+    Ok(report)
+}
+
 /// A tile and its PNG, `None` for a transparent tile.
 pub type RenderedTile = (TileId, Option<Vec<u8>>);
 
@@ -296,27 +333,37 @@ pub fn render_pyramid(
         .collect();
     // Deep zooms first: their metatiles are the biggest pieces of work.
     let counters = Counters::default();
-    let mut work: Vec<(usize, MetaTile)> = Vec::new();
-    for (i, zl) in zooms.iter().enumerate().rev() {
-        if options.skip_empty {
-            // Metatiles no feature comes near hold only empty tiles: count them
-            // as skipped without visiting them.
-            let touched = zl.metatiles_touched(options.metatile);
-            let drawn: u64 = touched.iter().map(MetaTile::tile_count).sum();
-            let empty = tiles_per_side(zl.zoom()).pow(2) - drawn;
-            counters.uniform.fetch_add(empty, Ordering::Relaxed);
-            counters.empty.fetch_add(empty, Ordering::Relaxed);
-            counters.skipped.fetch_add(empty, Ordering::Relaxed);
-            progress(empty);
-            work.extend(touched.into_iter().map(|m| (i, m)));
-        } else {
-            work.extend(MetaTile::all(zl.zoom(), options.metatile).map(|m| (i, m)));
+    let pngs = UniformPngs::default();
+    let mut work: Vec<(usize, MetaTile, Option<Vec<TileId>>)> = Vec::new();
+    let mut regions = Vec::new();
+    if options.skip_empty {
+        // Only the tiles near an edge are drawn; regions of one colour stand
+        // for the rest of what the data covers, and everything else is empty.
+        let plan = crate::plan::plan_render(layer, options.zooms.clone(), options.metatile, ts);
+        let empty = options.tile_count() - plan.tiles - plan.region_tiles;
+        counters.uniform.fetch_add(empty, Ordering::Relaxed);
+        counters.empty.fetch_add(empty, Ordering::Relaxed);
+        counters.skipped.fetch_add(empty, Ordering::Relaxed);
+        progress(empty);
+        let first = *options.zooms.start();
+        work.extend(
+            plan.metatiles
+                .into_iter()
+                .map(|m| (usize::from(m.meta.z - first), m.meta, Some(m.tiles))),
+        );
+        regions = plan.regions;
+    } else {
+        for (i, zl) in zooms.iter().enumerate().rev() {
+            work.extend(MetaTile::all(zl.zoom(), options.metatile).map(|m| (i, m, None)));
         }
     }
-    let pngs = UniformPngs::default();
     work.par_iter()
-        .try_for_each(|&(i, meta)| -> Result<(), RenderError> {
-            let r = render_metatile_into(&zooms[i], meta, options.skip_empty, sink, &pngs)?;
+        .try_for_each(|(i, meta, tiles)| -> Result<(), RenderError> {
+            let zl = &zooms[*i];
+            let r = match tiles {
+                Some(tiles) => render_tiles_into(zl, *meta, tiles, sink, &pngs)?,
+                None => render_metatile_into(zl, *meta, options.skip_empty, sink, &pngs)?,
+            };
             counters
                 .drawn
                 .fetch_add(u64::from(r.drawn), Ordering::Relaxed);
@@ -325,7 +372,26 @@ pub fn render_pyramid(
             counters.empty.fetch_add(r.empty, Ordering::Relaxed);
             counters.skipped.fetch_add(r.skipped, Ordering::Relaxed);
             counters.bytes.fetch_add(r.bytes, Ordering::Relaxed);
-            progress(meta.tile_count());
+            progress(tiles.as_ref().map_or(meta.tile_count(), |t| t.len() as u64));
+            Ok(())
+        })?;
+    regions
+        .par_iter()
+        .try_for_each(|region| -> Result<(), RenderError> {
+            let tile = region.root;
+            let png = pngs
+                .get(region.color, ts)
+                .map_err(|source| RenderError::Png { tile, source })?;
+            let written = sink
+                .put_region(*region, options.zooms.clone(), &png)
+                .map_err(|source| RenderError::Sink { tile, source })?;
+            counters.regions.fetch_add(1, Ordering::Relaxed);
+            counters.region_tiles.fetch_add(written, Ordering::Relaxed);
+            counters.uniform.fetch_add(written, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(written * png.len() as u64, Ordering::Relaxed);
+            progress(written);
             Ok(())
         })?;
     sink.finish().map_err(|source| RenderError::Sink {
@@ -340,6 +406,8 @@ pub fn render_pyramid(
         empty: get(&counters.empty),
         skipped: get(&counters.skipped),
         metatiles_drawn: get(&counters.drawn),
+        regions: get(&counters.regions),
+        region_tiles: get(&counters.region_tiles),
         bytes: get(&counters.bytes),
         elapsed: started.elapsed(),
     })

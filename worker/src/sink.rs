@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as StorePath;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
-use tilefarm_renderer::{Rgba, TileId};
+
+use tilefarm_renderer::{Region, Rgba, TileId};
 
 /// A failure to store a tile.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,20 @@ pub trait TileSink: Sync {
     /// tile of that colour, so a sink may store it once and refer to it.
     fn put_uniform(&self, tile: TileId, _color: Rgba, png: &[u8]) -> SinkResult<()> {
         self.put(tile, png)
+    }
+
+    /// Stores a region of one colour: every tile of `region` at `zooms`, all
+    /// with the bytes `png`. Returns the tiles it stands for. Sinks that can
+    /// store a run of identical tiles as one entry do so.
+    fn put_region(&self, region: Region, zooms: RangeInclusive<u8>, png: &[u8]) -> SinkResult<u64> {
+        let mut written = 0;
+        for z in zooms {
+            for t in region.tiles_at(z) {
+                self.put_uniform(t, region.color, png)?;
+                written += 1;
+            }
+        }
+        Ok(written)
     }
 
     /// Makes everything stored so far durable.

@@ -298,45 +298,143 @@ fn leaving_empty_tiles_out_costs_in_proportion_to_the_data() {
     assert!(files >= 200, "{files} tiles written");
 }
 
+/// The tiles of a full render (every tile drawn) that are not transparent.
+fn drawn_tiles(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let transparent = tilefarm_renderer::encode_png(
+        &tilefarm_renderer::TileImage::Uniform(tilefarm_renderer::Rgba([0, 0, 0, 0])),
+        256,
+    )
+    .unwrap();
+    tree(dir)
+        .into_iter()
+        .filter(|(k, png)| !k.starts_with('.') && k.ends_with(".png") && *png != transparent)
+        .collect()
+}
+
 #[test]
-fn planned_tasks_run_one_by_one_give_the_same_tiles_as_the_whole_pyramid() {
+fn planned_tasks_and_regions_give_the_tiles_of_a_full_render() {
     use tilefarm_renderer::ZoomLayer;
-    use tilefarm_worker::{UniformPngs, plan_render, render_metatile_into};
+    use tilefarm_worker::{TileSink, UniformPngs, plan_render, render_tiles_into};
+    let zooms = 0..=6;
+    let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
+    let full = tempfile::tempdir().unwrap();
     let options = PyramidOptions {
-        zooms: 0..=5,
-        skip_empty: true,
+        zooms: zooms.clone(),
         ..PyramidOptions::default()
     };
-    let layer = sample_layer("ne_cities.geojson", &Style::default());
-    let whole = tempfile::tempdir().unwrap();
-    let summary = render_pyramid(
+    render_pyramid(
         &layer,
         &options,
-        &DirSink::new(whole.path(), true).unwrap(),
+        &DirSink::new(full.path(), true).unwrap(),
         &|_| {},
     )
     .unwrap();
 
-    let plan = plan_render(&layer, 0..=5, 8, 256);
-    assert_eq!(plan.pyramid_tiles, summary.tiles);
+    let plan = plan_render(&layer, zooms.clone(), 8, 256);
+    assert!(!plan.regions.is_empty());
     assert!(
-        plan.tiles < plan.pyramid_tiles,
-        "the plan leaves out metatiles no city is near"
+        plan.tiles + plan.region_tiles < plan.pyramid_tiles,
+        "the plan leaves out the empty ocean"
     );
     let tasks = tempfile::tempdir().unwrap();
     let sink = DirSink::new(tasks.path(), true).unwrap();
     let pngs = UniformPngs::default();
-    let zooms: Vec<ZoomLayer> = (0..=5).map(|z| ZoomLayer::new(&layer, z, 256)).collect();
+    let zls: Vec<ZoomLayer> = zooms
+        .clone()
+        .map(|z| ZoomLayer::new(&layer, z, 256))
+        .collect();
     // In reverse order, and the first task twice, as a redelivery would.
-    let mut drawn = 0;
-    for meta in plan.metatiles.iter().rev().chain(plan.metatiles.first()) {
-        let report =
-            render_metatile_into(&zooms[meta.z as usize], *meta, true, &sink, &pngs).unwrap();
-        drawn += u64::from(report.drawn);
+    for m in plan.metatiles.iter().rev().chain(plan.metatiles.first()) {
+        render_tiles_into(&zls[m.meta.z as usize], m.meta, &m.tiles, &sink, &pngs).unwrap();
     }
-    assert!(drawn >= plan.metatiles.len() as u64);
+    let mut region_tiles = 0;
+    for r in &plan.regions {
+        let png = pngs.get(r.color, 256).unwrap();
+        region_tiles += sink.put_region(*r, zooms.clone(), &png).unwrap();
+    }
+    assert_eq!(region_tiles, plan.region_tiles);
+    let (ours, theirs) = (drawn_tiles(tasks.path()), drawn_tiles(full.path()));
+    let differ: Vec<&String> = theirs
+        .iter()
+        .filter(|(k, png)| ours.get(*k) != Some(png))
+        .map(|(k, _)| k)
+        .chain(ours.keys().filter(|k| !theirs.contains_key(*k)))
+        .collect();
     assert!(
-        tree(tasks.path()) == tree(whole.path()),
-        "the tasks' tiles equal the whole pyramid's"
+        differ.is_empty(),
+        "{} tiles differ from a full render, first {:?}",
+        differ.len(),
+        &differ[..differ.len().min(5)]
     );
+    // Left to regions, not drawn: most of the tiles inside countries.
+    assert!(
+        plan.region_tiles > plan.tiles / 4,
+        "{} drawn, {} in regions",
+        plan.tiles,
+        plan.region_tiles
+    );
+}
+
+#[test]
+fn a_pmtiles_archive_keeps_each_region_as_one_run_per_zoom() {
+    let zooms = 0..=7;
+    let options = PyramidOptions {
+        zooms: zooms.clone(),
+        skip_empty: true,
+        ..PyramidOptions::default()
+    };
+    let layer = sample_layer("ne_110m_countries.geojson", &Style::default());
+    let dir = tempfile::tempdir().unwrap();
+    let full = tempfile::tempdir().unwrap();
+    render_pyramid(
+        &layer,
+        &PyramidOptions {
+            skip_empty: false,
+            ..options.clone()
+        },
+        &DirSink::new(full.path(), true).unwrap(),
+        &|_| {},
+    )
+    .unwrap();
+    let expected = drawn_tiles(full.path());
+    let archive = dir.path().join("world.pmtiles");
+    let sink = PmTilesSink::create(&archive, 0, 7, [-180.0, -85.0, 180.0, 85.0]).unwrap();
+    let summary = render_pyramid(&layer, &options, &sink, &|_| {}).unwrap();
+    assert!(
+        summary.regions > 0 && summary.region_tiles > 0,
+        "{summary:?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let reader = pmtiles::AsyncPmTilesReader::new_with_path(&archive)
+            .await
+            .unwrap();
+        let header = reader.get_header();
+        let addressed = header.n_addressed_tiles().unwrap().get();
+        assert_eq!(addressed, summary.tiles - summary.skipped);
+        let entries = header.n_tile_entries().unwrap().get();
+        // A region's tiles at a zoom are one run: far fewer entries than tiles.
+        assert!(
+            entries + summary.region_tiles / 2 < addressed,
+            "{entries} entries for {addressed} tiles, {} of them in regions",
+            summary.region_tiles
+        );
+        for (path, png) in &expected {
+            let p: Vec<u32> = path
+                .trim_end_matches(".png")
+                .split('/')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let coord = pmtiles::TileCoord::new(p[0] as u8, p[1], p[2]).unwrap();
+            let got = reader
+                .get_tile(coord)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{path} missing"));
+            assert_eq!(&got[..], &png[..], "tile {path}");
+        }
+    });
 }

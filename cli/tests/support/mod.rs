@@ -339,14 +339,14 @@ impl Farm {
             .collect()
     }
 
-    /// Checks that a layer's stored tiles are exactly those `tilefarm render`
-    /// makes of the same sample.
-    pub fn assert_tiles_match_render(&self, layer: &str, file: &str, zooms: &str) {
+    /// Checks that the tiles the farm serves for a layer are exactly those
+    /// `tilefarm render` makes of the same sample.
+    pub async fn assert_tiles_match_render(&self, layer: &str, file: &str, zooms: &str) {
         let out = tempfile::tempdir().unwrap();
         let reference = reference_render(file, zooms, out.path());
-        let stored = self.stored_tiles(layer);
-        assert_eq!(stored.len(), reference.len(), "every tile is there");
-        assert!(stored == reference, "the same tiles as tilefarm render");
+        let served = served_tiles(&self.base, layer, zooms).await;
+        assert_eq!(served.len(), reference.len(), "every tile is there");
+        assert!(served == reference, "the same tiles as tilefarm render");
     }
 
     /// Stops every process and drops the database.
@@ -378,6 +378,43 @@ impl Drop for Farm {
             }
         }
     }
+}
+
+/// Every tile that the tile origin at `base` serves for `layer` at `zooms`
+/// (`MIN-MAX`), other than the transparent tile: `z/x/y.png` -> bytes. This is
+/// what a map sees, whether a tile is stored or answered from a region.
+pub async fn served_tiles(
+    base: &str,
+    layer: &str,
+    zooms: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let (lo, hi) = zooms.split_once('-').unwrap_or((zooms, zooms));
+    let (lo, hi): (u8, u8) = (lo.parse().unwrap(), hi.parse().unwrap());
+    let transparent = tilefarm_renderer::encode_png(
+        &tilefarm_renderer::TileImage::Uniform(tilefarm_renderer::Rgba([0, 0, 0, 0])),
+        256,
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let mut out = std::collections::BTreeMap::new();
+    for z in lo..=hi {
+        for x in 0..1u32 << z {
+            for y in 0..1u32 << z {
+                let key = format!("{z}/{x}/{y}.png");
+                let res = http
+                    .get(format!("{base}/tiles/{layer}/{key}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status().as_u16(), 200, "{key}");
+                let png = res.bytes().await.unwrap().to_vec();
+                if png != transparent {
+                    out.insert(key, png);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `tilefarm render` of a sample into a directory, as the farm's reference.
