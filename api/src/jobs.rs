@@ -81,16 +81,22 @@ async fn find(state: &AppState, raw: &str) -> ApiResult<JobStatus> {
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let job = find(&state, &id).await?;
     let mut answer = job_json(&job);
-    answer["ingest"] = ingest_summary(&state, &job).await;
+    answer["ingest"] = stored_json(
+        &state,
+        &state.objects.summary_key(job.layer_id, job.version),
+    )
+    .await;
+    answer["plan"] = stored_json(&state, &state.objects.plan_key(job.layer_id, job.version)).await;
     Ok(Json(answer))
 }
 
-/// What the job's upload held (format, source CRS, features, ...), once its
-/// ingest has read it; `null` before, and for edits.
-async fn ingest_summary(state: &AppState, job: &JobStatus) -> Value {
+/// A JSON object the worker stored for the job's version, `null` until then:
+/// the ingest summary (what the upload held: format, source CRS, features,
+/// ...; none for edits) or the plan (tiles to render, tiles its regions stand
+/// for, per zoom).
+async fn stored_json(state: &AppState, key: &object_store::path::Path) -> Value {
     use object_store::ObjectStoreExt;
-    let key = state.objects.summary_key(job.layer_id, job.version);
-    match state.objects.store.get(&key).await {
+    match state.objects.store.get(key).await {
         Ok(r) => match r.bytes().await {
             Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
             Err(_) => Value::Null,

@@ -45,7 +45,7 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     rate: u32,
     /// Zooms of the bulk job the edit runs beside.
-    #[arg(long, default_value = "0-8")]
+    #[arg(long, default_value = "0-9")]
     bulk_zooms: String,
     /// Zooms of the layer that is edited.
     #[arg(long, default_value = "0-7")]

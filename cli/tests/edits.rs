@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Farm, collection, features_with_ids, reference_render, served_tiles, shift};
+use support::{Farm, collection, features_with_ids, reference_render, shift};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile() {
@@ -93,7 +93,7 @@ async fn edits_racing_a_render_and_each_other_apply_in_order_with_no_stale_tile(
     )
     .unwrap();
     let reference = reference_render(file.to_str().unwrap(), ZOOMS, &dir.path().join("tiles"));
-    let stored = served_tiles(&farm.base, &layer, ZOOMS).await;
+    let stored = farm.served_from_bucket(&layer, ZOOMS).await;
     assert_eq!(stored.len(), reference.len(), "every tile and no other");
     assert!(
         stored == reference,
@@ -114,7 +114,7 @@ async fn an_edit_beside_a_bulk_job_goes_first_and_finishes_while_it_runs() {
     let layer = farm.upload_ready("small", "0-5", &features).await;
     // A bulk job of another layer, under way.
     let (bulk, _) = farm
-        .upload_sample("wa_countries_50m.geojson", "bulk", "0-8")
+        .upload_sample("wa_countries_50m.geojson", "bulk", "0-9")
         .await;
     farm.wait_for_progress(&bulk).await;
     let mut moved = features[43].clone();

@@ -264,23 +264,89 @@ async fn a_layer_edited_down_to_no_features_takes_edits_and_new_data_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_world_to_zoom_18_is_refused_at_planning_and_the_server_stays_up() {
+async fn a_world_to_zoom_18_is_planned_by_its_edges_and_refused_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir, &[]);
     let http = reqwest::Client::new();
     let world = serde_json::json!({"type": "Feature", "properties": {}, "geometry": {
         "type": "Polygon",
         "coordinates": [[[-180, -85], [180, -85], [180, 85], [-180, 85], [-180, -85]]]}});
+    let upload = || {
+        http.post(server.url("/v1/layers?name=world&zooms=0-18"))
+            .header("content-type", "application/geo+json")
+            .body(support::collection(std::slice::from_ref(&world)))
+    };
+    // Within the default limit: its edges are some 2 million tiles to
+    // render, and the 92 billion inside are left to regions. Planned in
+    // moments, the server answering all along; then cancelled.
+    let res = upload().bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let job = res.json::<Value>().await.unwrap()["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let plan = loop {
+        let status = server.job(&job).await;
+        if !status["plan"].is_null() {
+            break status["plan"].clone();
+        }
+        assert!(status["error"].is_null(), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not planned: {status}"
+        );
+        healthz_within(&server, Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (tiles, implied) = (
+        plan["tiles"].as_u64().unwrap(),
+        plan["region_tiles"].as_u64().unwrap(),
+    );
+    assert!(tiles > 1_000_000 && tiles < 5_000_000, "{plan}");
+    assert!(implied > 50_000_000_000, "{plan}");
+    // While its some 300,000 tasks are written in one transaction the
+    // store's writer is busy: the cancel is answered 503 with Retry-After
+    // until they are in.
+    let cancelling = Instant::now();
+    loop {
+        let res = http
+            .delete(server.url(&format!("/v1/jobs/{job}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            200 => break,
+            503 => assert!(res.headers().contains_key("retry-after")),
+            other => panic!("cancel answered {other}: {}", res.text().await.unwrap()),
+        }
+        assert!(
+            cancelling.elapsed() < Duration::from_secs(180),
+            "not cancelled"
+        );
+        healthz_within(&server, Duration::from_secs(2)).await;
+    }
+    eprintln!(
+        "cancelled after {:.1} s",
+        cancelling.elapsed().as_secs_f64()
+    );
+    assert_eq!(server.wait_job(&job).await["state"], "cancelled");
+    healthz_within(&server, Duration::from_secs(2)).await;
+
+    // Past a smaller limit, refused at planning with its size.
+    drop(server);
+    let server = start(&dir, &["--max-job-tiles", "200000"]);
+    let started = Instant::now();
     let upload = http
         .post(server.url("/v1/layers?name=world&zooms=0-18"))
         .header("content-type", "application/geo+json")
-        .body(support::collection(&[world]));
-    let started = Instant::now();
+        .body(support::collection(std::slice::from_ref(&world)));
     let done = change_and_wait(&server, upload).await;
     assert_eq!(done["state"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "too_many_tiles", "{done}");
     let message = done["error"]["message"].as_str().unwrap();
-    assert!(message.contains("at most 5000000"), "{message}");
+    assert!(message.contains("at most 200000"), "{message}");
     assert!(message.contains("zooms 0-18"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(60));
     healthz_within(&server, Duration::from_secs(2)).await;

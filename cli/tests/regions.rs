@@ -103,6 +103,15 @@ async fn tiles_in_regions_are_served_as_drawn_and_an_edit_splits_and_merges_regi
     assert_eq!(done["state"], "succeeded", "{done}");
     let layer = done["layer_id"].as_str().unwrap().to_string();
 
+    // The job's status tells what it renders and what its regions imply.
+    let plan = &done["plan"];
+    assert_eq!(plan["tiles"], done["progress"]["total"], "{plan}");
+    assert!(plan["region_tiles"].as_u64().unwrap() > 10_000, "{plan}");
+    assert_eq!(
+        plan["zooms"].as_array().unwrap().len(),
+        usize::from(ZOOMS) + 1,
+        "{plan}"
+    );
     // Far fewer tiles stored than the data covers: the inside of countries
     // is left to regions.
     let stored = tilefarm_testkit::tree(&dir.path().join("store/tiles").join(&layer)).len() as u64;

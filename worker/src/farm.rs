@@ -21,7 +21,7 @@ use crate::change::{Edit, merge_tasks, partial, plan_change, tiles_in};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::metrics::WorkerMetrics;
 use crate::objects::Objects;
-use crate::plan::{OverBudget, plan_render_within};
+use crate::plan::{OverBudget, RenderPlan, plan_render_within};
 use crate::pyramid::{RenderedTile, UniformPngs, render_tiles_measured};
 
 /// How the farm cuts and renders work.
@@ -275,6 +275,7 @@ impl Farm {
                     }
                 };
                 let tiles: u64 = tasks.iter().map(|t| u64::from(t.tiles)).sum();
+                let plan_summary = plan_summary(&plan, &tasks);
                 if tiles > limit {
                     return Err(over(OverBudget {
                         min_zoom: *zooms_asked.start(),
@@ -293,6 +294,7 @@ impl Farm {
                     [w, s, e, n]
                 });
                 Ok(Ingested {
+                    plan: Bytes::from(serde_json::to_vec(&plan_summary).expect("in memory")),
                     regions: Regions::new(plan.regions),
                     region_tiles: plan.region_tiles,
                     bytes: Bytes::from(bytes),
@@ -326,6 +328,14 @@ impl Farm {
         // publication on.
         self.objects
             .put_regions(ctx.layer_id, ctx.version, &ingested.regions)
+            .await
+            .map_err(transient)?;
+        self.objects
+            .store
+            .put(
+                &self.objects.plan_key(ctx.layer_id, ctx.version),
+                ingested.plan.into(),
+            )
             .await
             .map_err(transient)?;
         self.store
@@ -635,8 +645,34 @@ impl TaskRun {
     }
 }
 
+/// What a job's plan holds, for its status: the tiles its tasks render (the
+/// progress total), the tiles the data's edges reach, the tiles its regions
+/// stand for without being rendered or stored, and per zoom.
+fn plan_summary(plan: &RenderPlan, tasks: &[tilefarm_queue::RenderTask]) -> serde_json::Value {
+    let mut zooms: std::collections::BTreeMap<u8, (u64, u64)> = Default::default();
+    for t in tasks {
+        zooms.entry(t.z).or_default().0 += u64::from(t.tiles);
+    }
+    for m in &plan.metatiles {
+        zooms.entry(m.meta.z).or_default().1 += m.tiles.len() as u64;
+    }
+    serde_json::json!({
+        "tiles": tasks.iter().map(|t| u64::from(t.tiles)).sum::<u64>(),
+        "edge_tiles": plan.tiles,
+        "region_tiles": plan.region_tiles,
+        "regions": plan.regions.len(),
+        "pyramid_tiles": plan.pyramid_tiles,
+        "zooms": zooms
+            .into_iter()
+            .map(|(z, (render, edges))| serde_json::json!({"zoom": z, "tiles": render, "edge_tiles": edges}))
+            .collect::<Vec<_>>(),
+    })
+}
+
 struct Ingested {
     bytes: Bytes,
+    /// What the job renders and what its regions imply, as JSON.
+    plan: Bytes,
     /// The new version's one-colour regions, and the tiles they stand for.
     regions: Regions,
     region_tiles: u64,

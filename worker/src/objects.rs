@@ -6,6 +6,7 @@
 //! PREFIX/layers/{layer id}/v{version}/features.geojsons  validated features (GeoJSONSeq)
 //! PREFIX/layers/{layer id}/v{version}/summary.json    what the upload held (format, CRS, ...)
 //! PREFIX/layers/{layer id}/v{version}/regions.bin     the version's one-colour regions
+//! PREFIX/layers/{layer id}/v{version}/plan.json       what its job renders and its regions imply
 //! PREFIX/tiles/{layer id}/{z}/{x}/{y}.png             the published tiles
 //! ```
 
@@ -140,6 +141,17 @@ impl Objects {
             &layer.to_string(),
             &format!("v{version}"),
             "regions.bin",
+        ])
+    }
+
+    /// Where the plan of a layer version's job is summed up: the tiles it
+    /// renders, those its regions stand for, per zoom.
+    pub fn plan_key(&self, layer: Uuid, version: i32) -> Path {
+        self.key(&[
+            "layers",
+            &layer.to_string(),
+            &format!("v{version}"),
+            "plan.json",
         ])
     }
 
