@@ -303,7 +303,10 @@ async fn a_world_to_zoom_18_is_planned_by_its_edges_and_refused_past_the_limit()
         plan["tiles"].as_u64().unwrap(),
         plan["region_tiles"].as_u64().unwrap(),
     );
-    eprintln!("planned in {:.1} s: {plan}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "planned in {:.1} s: {plan}",
+        started.elapsed().as_secs_f64()
+    );
     assert!(tiles > 1_000_000 && tiles < 5_000_000, "{plan}");
     assert!(implied > 50_000_000_000, "{plan}");
     // While its some 300,000 tasks are written in one transaction the
