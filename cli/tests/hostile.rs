@@ -309,8 +309,8 @@ async fn a_world_to_zoom_18_is_planned_by_its_edges_and_refused_past_the_limit()
     );
     assert!(tiles > 1_000_000 && tiles < 5_000_000, "{plan}");
     assert!(implied > 50_000_000_000, "{plan}");
-    // While its some 300,000 tasks are written in one transaction the
-    // store's writer is busy: the cancel is answered 503 with Retry-After
+    // While its tasks (some 300,000) are written in one transaction the
+    // store's writer is busy: a cancel may be answered 503 with Retry-After
     // until they are in.
     let cancelling = Instant::now();
     loop {

@@ -320,27 +320,36 @@ impl SqliteStore {
         .bind(t)
         .execute(&mut *tx)
         .await?;
-        let mut ids = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, created_at, dirty, replaces)
-                 VALUES (?1, ?2, 'render', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .bind(id)
-            .bind(job_id)
-            .bind(i64::from(task.z))
-            .bind(i64::from(task.x))
-            .bind(i64::from(task.y))
-            .bind(i64::from(task.n))
-            .bind(i64::from(task.tiles))
-            .bind(t)
-            .bind(task.dirty.as_deref())
-            .bind(task.replaces)
-            .execute(&mut *tx)
-            .await?;
-            enqueue(&mut tx, queue, id, job_id).await?;
-            ids.push(id);
+        // Many rows a statement: a deep plan has hundreds of thousands of
+        // tasks, and one statement each would hold the writer for minutes.
+        let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::new_v4()).collect();
+        for (chunk, chunk_ids) in tasks.chunks(PLAN_ROWS).zip(ids.chunks(PLAN_ROWS)) {
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, created_at, dirty, replaces) ",
+            );
+            insert.push_values(chunk.iter().zip(chunk_ids), |mut row, (task, id)| {
+                row.push_bind(*id)
+                    .push_bind(job_id)
+                    .push_bind("render")
+                    .push_bind(i64::from(task.z))
+                    .push_bind(i64::from(task.x))
+                    .push_bind(i64::from(task.y))
+                    .push_bind(i64::from(task.n))
+                    .push_bind(i64::from(task.tiles))
+                    .push_bind(t)
+                    .push_bind(task.dirty.clone())
+                    .push_bind(task.replaces);
+            });
+            insert.build().execute(&mut *tx).await?;
+            let mut outbox = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (queue, payload, created_at) ",
+            );
+            outbox.push_values(chunk_ids, |mut row, id| {
+                row.push_bind(queue)
+                    .push_bind(serde_json::json!({ "task": id, "job": job_id }).to_string())
+                    .push_bind(t);
+            });
+            outbox.build().execute(&mut *tx).await?;
         }
         if tasks.is_empty() {
             finish_job(&mut tx, job_id).await?;
@@ -714,6 +723,10 @@ fn job_from_row(r: &SqliteRow) -> Result<JobStatus, sqlx::Error> {
         updated_at: r.try_get("updated_at")?,
     })
 }
+
+/// Rows a statement when a plan's tasks are written (11 values a row, well
+/// within SQLite's 32,766 variables).
+const PLAN_ROWS: usize = 500;
 
 async fn enqueue(
     tx: &mut Transaction<'_, Sqlite>,
