@@ -244,26 +244,38 @@ impl PgStore {
         .bind(plan_task)
         .execute(&mut *tx)
         .await?;
-        let mut ids = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            let id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, dirty, replaces)
-                 VALUES ($1, $2, 'render', $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id)
-            .bind(job_id)
-            .bind(i16::from(t.z))
-            .bind(i64::from(t.x) as i32)
-            .bind(i64::from(t.y) as i32)
-            .bind(t.n as i32)
-            .bind(t.tiles as i32)
-            .bind(t.dirty.as_deref())
-            .bind(t.replaces)
-            .execute(&mut *tx)
-            .await?;
-            enqueue(&mut tx, queue, id, job_id).await?;
-            ids.push(id);
+        // Many rows a statement: a deep plan has hundreds of thousands of
+        // tasks, and a round trip each would hold the job's row for minutes.
+        let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::new_v4()).collect();
+        for (chunk, chunk_ids) in tasks.chunks(PLAN_ROWS).zip(ids.chunks(PLAN_ROWS)) {
+            let mut insert = sqlx::QueryBuilder::<Postgres>::new(
+                "INSERT INTO tasks (id, job_id, kind, z, x, y, n, tiles, dirty, replaces) ",
+            );
+            insert.push_values(chunk.iter().zip(chunk_ids), |mut row, (t, id)| {
+                row.push_bind(*id)
+                    .push_bind(job_id)
+                    .push_bind("render")
+                    .push_bind(i16::from(t.z))
+                    .push_bind(i64::from(t.x) as i32)
+                    .push_bind(i64::from(t.y) as i32)
+                    .push_bind(t.n as i32)
+                    .push_bind(t.tiles as i32)
+                    .push_bind(t.dirty.clone())
+                    .push_bind(t.replaces);
+            });
+            insert.build().execute(&mut *tx).await?;
+            let mut outbox =
+                sqlx::QueryBuilder::<Postgres>::new("INSERT INTO outbox (queue, payload) ");
+            outbox.push_values(chunk_ids, |mut row, id| {
+                let message = TaskMessage {
+                    task: *id,
+                    job: job_id,
+                    replay: 0,
+                };
+                row.push_bind(queue)
+                    .push_bind(serde_json::to_value(message).expect("a task message is JSON"));
+            });
+            outbox.build().execute(&mut *tx).await?;
         }
         if tasks.is_empty() {
             finish_job(&mut tx, job_id).await?;
@@ -685,6 +697,10 @@ pub(crate) fn check_new_layer(layer: &NewLayer) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// Rows a statement when a plan's tasks are written (10 values a row, well
+/// within PostgreSQL's 65,535 parameters).
+const PLAN_ROWS: usize = 500;
 
 async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
