@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use geo::{Coord, LineString};
 
-use crate::clip::{Rect, segment_meets};
+use crate::near::PaddedGrid;
 use crate::prepare::ZoomLayer;
 use crate::tile::{TileId, tiles_per_side};
 
@@ -76,48 +76,21 @@ impl Cells {
         }
     }
 
-    /// The tile's area grown by the reach.
-    fn reach_of(&self, col: i64, row: i64) -> Rect {
-        let (x, y) = (col as f64 * self.ts, row as f64 * self.ts);
-        Rect {
-            min_x: x,
-            min_y: y,
-            max_x: x + self.ts,
-            max_y: y + self.ts,
+    fn grid(&self) -> PaddedGrid {
+        PaddedGrid {
+            side: self.side,
+            ts: self.ts,
+            pad: self.pad,
         }
-        .grow(self.pad)
-    }
-
-    fn cell(&self, v: f64) -> i64 {
-        (v / self.ts).floor() as i64
     }
 
     fn point(&mut self, p: Coord<f64>) {
-        for row in self.cell(p.y - self.pad)..=self.cell(p.y + self.pad) {
-            for col in self.cell(p.x - self.pad)..=self.cell(p.x + self.pad) {
-                if self.reach_of(col, row).contains(p) {
-                    self.add(col, row);
-                }
-            }
-        }
+        self.grid().point(p, &mut |col, row| self.add(col, row));
     }
 
     fn line(&mut self, line: &LineString<f64>) {
-        if line.0.len() == 1 {
-            self.point(line.0[0]);
-        }
-        for w in line.0.windows(2) {
-            let (a, b) = (w[0], w[1]);
-            let rows = self.cell(a.y.min(b.y) - self.pad)..=self.cell(a.y.max(b.y) + self.pad);
-            let cols = self.cell(a.x.min(b.x) - self.pad)..=self.cell(a.x.max(b.x) + self.pad);
-            for row in rows {
-                for col in cols.clone() {
-                    if segment_meets(a, b, &self.reach_of(col, row)) {
-                        self.add(col, row);
-                    }
-                }
-            }
-        }
+        self.grid()
+            .line(&line.0, &mut |col, row| self.add(col, row));
     }
 
     /// Tiles whose centre is inside the polygon (non-zero winding, which takes

@@ -13,6 +13,7 @@ mod dirty;
 mod feature;
 mod geojson;
 mod metatile;
+mod near;
 mod png;
 mod prepare;
 mod raster;

@@ -20,9 +20,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 
-use geo::{Coord, LineString};
+use geo::Coord;
 
-use crate::clip::{Rect, segment_meets};
+use crate::near::PaddedGrid;
 use crate::prepare::{Layer, SIMPLIFY_PX, Sizes};
 use crate::raster::interior_colour;
 use crate::style::Rgba;
@@ -176,30 +176,31 @@ impl<'a> RegionPlanner<'a> {
     /// The tiles at zoom `z` within the pad of some geometry: sorted keys.
     fn near_tiles(&self, z: u8) -> Vec<u64> {
         let scale = f64::from(self.tile_size) * tiles_per_side(z) as f64;
-        let mut cells = Near {
+        let grid = PaddedGrid {
             side: tiles_per_side(z) as i64,
             ts: f64::from(self.tile_size),
             pad: self.pads[z as usize],
-            out: Vec::new(),
         };
+        let mut out = Vec::new();
+        let mut add = |col: i64, row: i64| out.push(key(row as u32, col as u32));
         let px = |c: &Coord<f64>| Coord {
             x: c.x * scale,
             y: c.y * scale,
         };
+        let mut points = Vec::new();
         for f in &self.layer.features {
-            for ring in f.shapes.polygons.iter().flatten() {
-                cells.line(ring, &px);
-            }
-            for line in &f.shapes.lines {
-                cells.line(line, &px);
+            for line in f.shapes.polygons.iter().flatten().chain(&f.shapes.lines) {
+                points.clear();
+                points.extend(line.0.iter().map(px));
+                grid.line(&points, &mut add);
             }
             for p in &f.shapes.points {
-                cells.point(px(p));
+                grid.point(px(p), &mut add);
             }
         }
-        cells.out.sort_unstable();
-        cells.out.dedup();
-        cells.out
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The regions of the clear tiles `clear` (sorted keys) at zoom `z`: the
@@ -279,92 +280,6 @@ impl<'a> RegionPlanner<'a> {
             }
         }
         regions
-    }
-}
-
-/// Collects the tiles within `pad` pixels of lines and points.
-struct Near {
-    side: i64,
-    ts: f64,
-    pad: f64,
-    out: Vec<u64>,
-}
-
-impl Near {
-    fn cell(&self, v: f64) -> i64 {
-        (v / self.ts).floor() as i64
-    }
-
-    fn add(&mut self, col: i64, row: i64) {
-        if (0..self.side).contains(&col) && (0..self.side).contains(&row) {
-            self.out.push(key(row as u32, col as u32));
-        }
-    }
-
-    fn rect(&self, col: i64, row: i64) -> Rect {
-        let (x, y) = (col as f64 * self.ts, row as f64 * self.ts);
-        Rect {
-            min_x: x,
-            min_y: y,
-            max_x: x + self.ts,
-            max_y: y + self.ts,
-        }
-        .grow(self.pad)
-    }
-
-    fn point(&mut self, p: Coord<f64>) {
-        for row in self.cell(p.y - self.pad)..=self.cell(p.y + self.pad) {
-            for col in self.cell(p.x - self.pad)..=self.cell(p.x + self.pad) {
-                if self.rect(col, row).contains(p) {
-                    self.add(col, row);
-                }
-            }
-        }
-    }
-
-    /// Every tile within the pad of a line: the line is walked in steps of at
-    /// most a tile, and each step tests the few tiles round it.
-    fn line(&mut self, line: &LineString<f64>, px: &impl Fn(&Coord<f64>) -> Coord<f64>) {
-        let mut prev: Option<Coord<f64>> = None;
-        for c in &line.0 {
-            let b = px(c);
-            let Some(a) = prev.replace(b) else {
-                self.point(b);
-                continue;
-            };
-            let world = self.side as f64 * self.ts;
-            let (lo_x, hi_x) = (a.x.min(b.x) - self.pad, a.x.max(b.x) + self.pad);
-            let (lo_y, hi_y) = (a.y.min(b.y) - self.pad, a.y.max(b.y) + self.pad);
-            if hi_x < 0.0 || hi_y < 0.0 || lo_x > world || lo_y > world {
-                continue;
-            }
-            let steps = ((b.x - a.x).abs().max((b.y - a.y).abs()) / self.ts)
-                .ceil()
-                .max(1.0);
-            let mut from = a;
-            for i in 1..=steps as u64 {
-                let t = i as f64 / steps;
-                let to = Coord {
-                    x: a.x + t * (b.x - a.x),
-                    y: a.y + t * (b.y - a.y),
-                };
-                for row in
-                    self.cell(from.y.min(to.y) - self.pad)..=self.cell(from.y.max(to.y) + self.pad)
-                {
-                    for col in self.cell(from.x.min(to.x) - self.pad)
-                        ..=self.cell(from.x.max(to.x) + self.pad)
-                    {
-                        if (0..self.side).contains(&col)
-                            && (0..self.side).contains(&row)
-                            && segment_meets(from, to, &self.rect(col, row))
-                        {
-                            self.add(col, row);
-                        }
-                    }
-                }
-                from = to;
-            }
-        }
     }
 }
 
