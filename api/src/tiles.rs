@@ -10,8 +10,8 @@ use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tilefarm_renderer::{Regions, Rgba, TileId, TileImage, encode_png, tiles_per_side};
-use tilefarm_worker::Objects;
+use tilefarm_renderer::{Regions, TileId, tiles_per_side};
+use tilefarm_worker::{Objects, UniformPngs};
 use uuid::Uuid;
 
 use crate::jobs::parse_id;
@@ -29,7 +29,7 @@ const REGIONS_KEPT: usize = 64;
 #[derive(Debug, Default)]
 pub struct RegionCache {
     versions: std::sync::Mutex<HashMap<(Uuid, i32), Arc<Regions>>>,
-    pngs: std::sync::Mutex<HashMap<Rgba, Bytes>>,
+    pngs: UniformPngs,
 }
 
 impl RegionCache {
@@ -50,20 +50,23 @@ impl RegionCache {
         versions.insert((layer, version), regions.clone());
         Ok(regions)
     }
+}
 
-    /// The PNG of a tile all `color`: the bytes a render of such a tile writes.
-    fn png(&self, color: Rgba, tile_size: u32) -> Bytes {
-        self.pngs
-            .lock()
-            .expect("lock")
-            .entry(color)
-            .or_insert_with(|| {
-                Bytes::from(
-                    encode_png(&TileImage::Uniform(color), tile_size)
-                        .expect("a one-colour tile encodes"),
-                )
-            })
-            .clone()
+/// `read` of the tile store, or the 503 the origin answers when the store
+/// fails or gives no answer within [`TILE_READ_TIMEOUT`] (`what` says what
+/// was read).
+async fn from_store<T, E: std::fmt::Display>(
+    what: impl std::fmt::Display,
+    read: impl std::future::Future<Output = Result<T, E>>,
+) -> ApiResult<T> {
+    const FAILED: &str = "the tile store is not answering";
+    match tokio::time::timeout(TILE_READ_TIMEOUT, read).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(ApiError::internal(FAILED, e)),
+        Err(_) => Err(ApiError::internal(
+            FAILED,
+            format!("no answer within {TILE_READ_TIMEOUT:?} for {what}"),
+        )),
     }
 }
 
@@ -129,47 +132,33 @@ pub async fn tile(
     };
     // A store that is down answers late, after its client's retries: the CDN
     // and the map get a 503 with Retry-After (and a CDN its stale copy) soon.
-    let png: Bytes = match tokio::time::timeout(TILE_READ_TIMEOUT, read).await {
-        Ok(Ok(Some(found))) => {
+    let png: Bytes = match from_store(&key, read).await? {
+        Some(found) => {
             state.metrics.tile_stored.inc();
             found
         }
-        Ok(Ok(None)) => {
+        None => {
             let version = layer.published_version.expect("checked above");
-            let regions = match tokio::time::timeout(
-                TILE_READ_TIMEOUT,
+            let regions = from_store(
+                format!("the regions of {layer_id}"),
                 state.regions.get(&state.objects, layer_id, version),
             )
-            .await
-            {
-                Ok(Ok(regions)) => regions,
-                Ok(Err(e)) => return Err(ApiError::internal("the tile store is not answering", e)),
-                Err(_) => {
-                    return Err(ApiError::internal(
-                        "the tile store is not answering",
-                        format!(
-                            "no answer within {TILE_READ_TIMEOUT:?} for the regions of {layer_id}"
-                        ),
-                    ));
-                }
-            };
+            .await?;
             match regions.color_of(tile) {
                 Some(color) => {
                     state.metrics.tile_region.inc();
-                    state.regions.png(color, state.config.tile_size)
+                    let png = state
+                        .regions
+                        .pngs
+                        .get(color, state.config.tile_size)
+                        .map_err(|e| ApiError::internal("a region's tile cannot be encoded", e))?;
+                    Bytes::copy_from_slice(&png)
                 }
                 None => {
                     state.metrics.tile_empty.inc();
                     state.transparent.clone()
                 }
             }
-        }
-        Ok(Err(e)) => return Err(ApiError::internal("the tile store is not answering", e)),
-        Err(_) => {
-            return Err(ApiError::internal(
-                "the tile store is not answering",
-                format!("no answer within {TILE_READ_TIMEOUT:?} for {key}"),
-            ));
         }
     };
     let tag = etag(&png);
