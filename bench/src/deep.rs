@@ -10,6 +10,8 @@
 //! every tile, so a deep one would take hours).
 #![forbid(unsafe_code)]
 
+mod peer;
+
 use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -22,13 +24,7 @@ use serde_json::{Value, json};
 use tilefarm_renderer::{Layer, ReadOptions, Style, read_geojson};
 use tilefarm_worker::{PmTilesSink, PyramidOptions, plan_render, render_pyramid};
 
-const PYTHON: &str = "/usr/bin/python3";
-const DEFAULT_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/peers/mapnik_render.py"
-);
-const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
-const DEFAULT_DATA: [&str; 2] = ["wa_countries_50m.geojson", "wa_coastline_10m_lines.geojson"];
+use peer::{DATA_DIR, DEFAULT_DATA, DEFAULT_SCRIPT, proc_status_mb, run_mapnik_peer};
 
 #[derive(Debug, Parser)]
 #[command(name = "deep-bench", version)]
@@ -233,55 +229,24 @@ fn one(path: &Path, z: u8, threads: usize) -> Result<Value> {
         "plan_s": plan_s,
         "render_s": render_s,
         "total_s": plan_s + render_s,
-        "peak_mb": peak_mb(),
+        "peak_mb": proc_status_mb("VmHWM").unwrap_or(0.0),
     }))
 }
 
 /// The Mapnik peer's full pyramid z0-`mapnik_zoom`: (tiles, seconds).
 fn mapnik(path: &Path, args: &Args) -> Result<(u64, f64)> {
     let dir = tempfile::tempdir_in(out_root())?;
-    let out = Command::new(PYTHON)
-        .arg(&args.mapnik_script)
-        .arg(path)
-        .arg(dir.path())
-        .args(["--zmin", "0", "--zmax", &args.mapnik_zoom.to_string()])
-        .args([
-            "--metatile",
-            "8",
-            "--procs",
-            &args.threads.to_string(),
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run the Mapnik peer")?;
-    if !out.status.success() {
-        bail!("the Mapnik peer failed ({})", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .context("the Mapnik peer printed nothing")?;
-    let v: Value = serde_json::from_str(line).context("the Mapnik peer's JSON")?;
+    let v = run_mapnik_peer(
+        &args.mapnik_script,
+        path,
+        dir.path(),
+        (0, args.mapnik_zoom),
+        8,
+        args.threads as u32,
+    )?;
     let tiles: u64 = (0..=args.mapnik_zoom).map(|z| 1u64 << (2 * z)).sum();
     let secs = v["render_wall_s"]
         .as_f64()
         .context("the Mapnik peer's JSON has no render_wall_s")?;
     Ok((tiles, secs))
-}
-
-/// This process's peak resident memory (`VmHWM`), in MB.
-fn peak_mb() -> f64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

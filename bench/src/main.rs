@@ -8,6 +8,8 @@
 //! rates and their ratio.
 #![forbid(unsafe_code)]
 
+mod peer;
+
 use std::fs::{self, File};
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
@@ -23,14 +25,8 @@ use serde_json::{Value, json};
 use tilefarm_renderer::{Layer, ReadOptions, Style, read_geojson, tiles_per_side};
 use tilefarm_worker::{DirSink, PyramidOptions, check_options, parse_zoom_range, render_pyramid};
 
-/// The interpreter that sees Debian's `python3-mapnik` module.
-const PYTHON: &str = "/usr/bin/python3";
-const DEFAULT_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/peers/mapnik_render.py"
-);
-const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
-const DEFAULT_DATA: [&str; 2] = ["wa_countries_50m.geojson", "wa_coastline_10m_lines.geojson"];
+use peer::{DATA_DIR, DEFAULT_DATA, DEFAULT_SCRIPT, PYTHON, proc_status_mb, run_mapnik_peer};
+
 /// The speed the render core is meant to reach, as a multiple of Mapnik's.
 const GOAL_RATIO: f64 = 10.0;
 
@@ -450,42 +446,11 @@ fn run_mapnik(
     dir: &Path,
 ) -> Result<Peer> {
     fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(script)
-        .arg(path)
-        .arg(dir)
-        .args(["--zmin", &args.zooms.0.to_string()])
-        .args(["--zmax", &args.zooms.1.to_string()])
-        .args(["--metatile", &args.metatile.to_string()])
-        .args(["--procs", &args.procs.to_string()])
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
     log.line(format!(
         "mapnik: rendering {name} ({} process(es))",
         args.procs
     ));
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {PYTHON} {}", script.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "the Mapnik peer failed on {name} ({}); its output:\n{stdout}",
-            out.status
-        );
-    }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .context("the Mapnik peer printed nothing")?;
-    let result: Value = serde_json::from_str(line).with_context(|| {
-        format!("the last line of the Mapnik peer's output is not JSON: {line:?}")
-    })?;
-    if result.get("tiles_per_s").and_then(Value::as_f64).is_none() {
-        bail!("the Mapnik peer's JSON has no tiles_per_s: {line}");
-    }
+    let result = run_mapnik_peer(script, path, dir, args.zooms, args.metatile, args.procs)?;
     log.line(format!(
         "mapnik: rendered {name} in {} s",
         result.get("render_wall_s").unwrap_or(&Value::Null)
@@ -700,16 +665,6 @@ fn to_json(name: &str, path: &Path, args: &Args, o: &Ours, p: Option<&Peer>) -> 
         "goal_ratio": GOAL_RATIO,
         "goal_met": p.and_then(|p| ratio(o, p)).map(|x| x >= GOAL_RATIO),
     })
-}
-
-/// A `/proc/self/status` field given in kB (`VmHWM`, `VmRSS`), in MB.
-fn proc_status_mb(field: &str) -> Option<f64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// User plus system CPU seconds of this process, all threads, from
