@@ -2,23 +2,13 @@
 //! do draw into, and an edit changes no tile outside those of the features it
 //! changed, before and after.
 
+mod common;
+
+use common::countries;
 use std::collections::BTreeSet;
 
 use geo::{Coord, Geometry, MapCoords};
-use tilefarm_renderer::{
-    Feature, Layer, MetaTile, Style, TileId, ZoomLayer, read_geojson, render_metatile,
-};
-
-fn countries() -> Vec<Feature> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/ne_110m_countries.geojson"
-    );
-    let file = std::fs::File::open(path).expect("test data");
-    read_geojson(std::io::BufReader::new(file), &Default::default())
-        .expect("valid")
-        .features
-}
+use tilefarm_renderer::{Feature, Layer, MetaTile, Style, TileId, ZoomLayer, render_metatile};
 
 fn style() -> Style {
     Style::from_json(

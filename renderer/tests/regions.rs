@@ -2,22 +2,14 @@
 //! full render of it gives, the region's colour or transparent, at every zoom;
 //! and the check finds the difference when the plan ignores the style's reach.
 
+mod common;
+
+use common::countries;
 use geo::{Geometry, LineString, Point, Polygon};
 use tilefarm_renderer::{
-    Feature, Layer, RegionPlanner, Regions, Rgba, Style, TileId, TileImage, ZoomLayer,
-    read_geojson, render_tile, tiles_per_side,
+    Feature, Layer, RegionPlanner, Regions, Rgba, Style, TileId, TileImage, ZoomLayer, render_tile,
+    tiles_per_side,
 };
-
-fn countries() -> Vec<Feature> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/ne_110m_countries.geojson"
-    );
-    let file = std::fs::File::open(path).expect("test data");
-    read_geojson(std::io::BufReader::new(file), &Default::default())
-        .expect("valid")
-        .features
-}
 
 /// Countries by continent (a colour each, one of them see-through), an
 /// outline growing with the zoom, and a few lines and points of other widths.

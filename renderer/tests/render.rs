@@ -4,6 +4,8 @@
 //! A missing golden image is written on a developer's machine (review it, then
 //! commit it) and fails the test when `CI` is set.
 
+mod common;
+
 use std::path::PathBuf;
 
 use tilefarm_renderer::{
@@ -323,17 +325,7 @@ fn polar_data_is_clamped_not_lost() {
 }
 
 fn sample_layer(style: &Style) -> Layer {
-    let file = std::fs::File::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/ne_110m_countries.geojson"
-    ))
-    .expect("sample data");
-    Layer::new(
-        &read_geojson(file, &Default::default())
-            .expect("valid")
-            .features,
-        style,
-    )
+    Layer::new(&common::countries(), style)
 }
 
 /// Compares every tile of zooms 2-4 cut from 8x8 metatiles with the same tile
