@@ -217,13 +217,7 @@ async fn tokens_are_read_as_rfc_9110_has_them_and_every_refusal_is_json() {
 
 /// Sends a change and waits for its job; the job's last status.
 async fn change_and_wait(server: &Embedded, req: reqwest::RequestBuilder) -> Value {
-    let res = req.bearer_auth(TOKEN).send().await.unwrap();
-    let status = res.status().as_u16();
-    let accepted: Value = res.json().await.unwrap();
-    assert_eq!(status, 202, "{accepted}");
-    server
-        .wait_job(accepted["job"]["id"].as_str().unwrap())
-        .await
+    server.change(req.bearer_auth(TOKEN)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,12 +439,7 @@ async fn a_byte_order_mark_is_read_past_and_compressed_or_utf16_uploads_are_name
             .body(body)
     };
     let with_bom = [b"\xef\xbb\xbf".as_slice(), &geojson].concat();
-    let res = post(with_bom).send().await.unwrap();
-    assert_eq!(res.status().as_u16(), 202);
-    let accepted: Value = res.json().await.unwrap();
-    let done = server
-        .wait_job(accepted["job"]["id"].as_str().unwrap())
-        .await;
+    let done = server.change(post(with_bom)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
 
     let gzip = std::process::Command::new("gzip")

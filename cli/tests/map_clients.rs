@@ -96,20 +96,16 @@ fn country(name: &str) -> Vec<Value> {
 }
 
 async fn upload_ready(server: &Embedded, features: &[Value], zooms: &str) -> String {
-    let res = reqwest::Client::new()
-        .post(server.url(&format!("/v1/layers?name=t&zooms={zooms}")))
-        .header("content-type", "application/geo+json")
-        .body(collection(features))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 202);
-    let accepted: Value = res.json().await.unwrap();
     let done = server
-        .wait_job(accepted["job"]["id"].as_str().unwrap())
+        .change(
+            reqwest::Client::new()
+                .post(server.url(&format!("/v1/layers?name=t&zooms={zooms}")))
+                .header("content-type", "application/geo+json")
+                .body(collection(features)),
+        )
         .await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    accepted["layer_id"].as_str().unwrap().to_string()
+    done["layer_id"].as_str().unwrap().to_string()
 }
 
 fn header(res: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
