@@ -2,11 +2,14 @@
 //! answers while a render runs.
 //!
 //! In one run, on the same data, zooms and S3 server:
-//! 1. bare: `tilefarm render DATA --skip-empty` into a local folder (the render
-//!    core alone) and into `s3://bench/bare`;
+//! 1. bare: the render core in this process (`tilefarm render --skip-empty`'s
+//!    path), storing what the farm stores for a layer (the drawn tiles and one
+//!    `regions.bin` for the one-colour regions) into a local folder and into
+//!    `s3://bench/bare`;
 //! 2. farm: `tilefarm serve` (API, relay and workers in one process, on
 //!    RabbitMQ, PostgreSQL and S3), the same data uploaded over HTTP, timed from
-//!    the upload to the job's `succeeded`;
+//!    the upload to the job's `succeeded`; with the broker messages, task rows
+//!    and objects it took per rendered tile;
 //! 3. then a second upload, with `GET /v1/jobs/{id}` polled at `--rate`
 //!    requests per second while it renders: latency p50, p99 and max;
 //! 4. edits beside bulk work: a small layer (the 110m countries, each with an
@@ -20,15 +23,22 @@
 //! bench/README.md.
 #![forbid(unsafe_code)]
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use object_store::ObjectStoreExt;
 use serde_json::Value;
+use tilefarm_renderer::{Layer, Region, Regions, Style, TileId};
 use tilefarm_testkit::{S3Server, TestDb, TestVhost, free_port, wait_for_port};
+use tilefarm_worker::{
+    DirSink, ObjectStoreSink, PyramidOptions, SinkResult, TileSink, parse_zoom_range,
+    render_pyramid,
+};
 
 #[derive(Debug, Parser)]
 #[command(about = "The farm end to end against a bare tilefarm render, and status latency")]
@@ -108,35 +118,49 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
 
     // 1. Bare renders: into a local folder (the render core alone), and into the
     // same S3 server as the farm.
+    let (lo, hi) = parse_zoom_range(&args.zooms).map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir()?;
+    let root = dir.path().join("tiles");
     let started = Instant::now();
-    let out = Command::new(&tilefarm)
-        .arg("render")
-        .arg(&data)
-        .args(["--zooms", &args.zooms, "--skip-empty", "--metatile", "8"])
-        .args(["--threads", &args.threads.to_string(), "--out"])
-        .arg(dir.path().join("tiles"))
-        .stderr(Stdio::null())
-        .output()?;
+    let bare_tiles = bare_render(&data, lo..=hi, args.threads, &|| {
+        let sink = DirSink::new(&root, false)?;
+        Ok(Box::new(AsTheFarm::new(sink, {
+            let root = root.clone();
+            move |bytes: Vec<u8>| {
+                std::fs::write(root.join("regions.bin"), bytes).context("regions.bin")
+            }
+        })))
+    })
+    .await?;
     let bare_dir = started.elapsed();
-    if !out.status.success() {
-        bail!("tilefarm render failed");
-    }
-    eprintln!("bare render to a folder: {:.2} s", bare_dir.as_secs_f64());
+    eprintln!(
+        "bare render to a folder: {:.2} s ({bare_tiles} tiles encoded)",
+        bare_dir.as_secs_f64()
+    );
+    let bucket = Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(s3.endpoint())
+            .with_allow_http(true)
+            .with_bucket_name("bench")
+            .with_access_key_id(tilefarm_testkit::S3_ACCESS_KEY)
+            .with_secret_access_key(tilefarm_testkit::S3_SECRET_KEY)
+            .with_region("us-east-1")
+            .build()?,
+    );
+    let handle = tokio::runtime::Handle::current();
     let started = Instant::now();
-    let out = Command::new(&tilefarm)
-        .arg("render")
-        .arg(&data)
-        .args(["--zooms", &args.zooms, "--skip-empty", "--metatile", "8"])
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--out", "s3://bench/bare"])
-        .envs(s3.env())
-        .stderr(Stdio::null())
-        .output()?;
+    bare_render(&data, lo..=hi, args.threads, &|| {
+        let prefix = object_store::path::Path::from("bare");
+        let sink = ObjectStoreSink::new(bucket.clone(), prefix.clone(), handle.clone())
+            .with_http_headers(tilefarm_worker::DEFAULT_CACHE_CONTROL);
+        let (bucket, handle) = (bucket.clone(), handle.clone());
+        Ok(Box::new(AsTheFarm::new(sink, move |bytes: Vec<u8>| {
+            handle.block_on(bucket.put(&prefix.clone().join("regions.bin"), bytes.into()))?;
+            Ok(())
+        })))
+    })
+    .await?;
     let bare = started.elapsed();
-    if !out.status.success() {
-        bail!("tilefarm render failed");
-    }
     eprintln!("bare render to S3: {:.2} s", bare.as_secs_f64());
 
     // 2. The farm, end to end.
@@ -162,6 +186,7 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     let farm = started.elapsed();
     let tiles = status["progress"]["total"].as_i64().unwrap_or(0);
     eprintln!("farm: {:.2} s ({tiles} tiles)", farm.as_secs_f64());
+    let coordination = coordination(&db.url, &s3.bucket_dir("bench").join("farm")).await?;
 
     // 3. Status latency under load during another render.
     let job = upload(&http, &base, &bytes, &args.zooms).await?;
@@ -179,12 +204,12 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     println!("|---|---|---|");
     let rate = |d: Duration| tiles as f64 / d.as_secs_f64();
     println!(
-        "| tilefarm render (bare, to a folder) | {:.2} | {:.0} |",
+        "| bare render (drawn tiles and regions.bin), to a folder | {:.2} | {:.0} |",
         bare_dir.as_secs_f64(),
         rate(bare_dir)
     );
     println!(
-        "| tilefarm render (bare, to S3) | {:.2} | {:.0} |",
+        "| bare render (drawn tiles and regions.bin), to S3 | {:.2} | {:.0} |",
         bare.as_secs_f64(),
         rate(bare)
     );
@@ -195,9 +220,21 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     );
     println!();
     println!(
-        "farm / bare to S3: {:.2}x (goal: at most 1.2x); farm / bare to a folder: {:.2}x",
+        "farm / bare to S3: {:.2}x (goal: at most 1.3x); farm / bare to a folder: {:.2}x",
         farm.as_secs_f64() / bare.as_secs_f64(),
         farm.as_secs_f64() / bare_dir.as_secs_f64()
+    );
+    let per = |n: u64| tiles as f64 / n.max(1) as f64;
+    println!(
+        "farm coordination for {tiles} rendered tiles: {} broker messages (one per {:.0} tiles), \
+         {} task rows (one per {:.0}; goal: one per 64 or more), {} objects stored (one per \
+         {:.2}; the drawn tiles that are not transparent, plus the data, plan and regions)",
+        coordination.messages,
+        per(coordination.messages),
+        coordination.tasks,
+        per(coordination.tasks),
+        coordination.objects,
+        per(coordination.objects)
     );
     if ms.is_empty() {
         bail!("no status requests were answered");
@@ -227,6 +264,126 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     );
     db.drop().await;
     Ok(())
+}
+
+/// Stores the drawn tiles in `inner` and the regions as one `regions.bin`
+/// (given to `write_regions` at the end), as the farm stores a layer.
+struct AsTheFarm<S, W> {
+    inner: S,
+    regions: Mutex<Vec<Region>>,
+    write_regions: W,
+}
+
+impl<S, W> AsTheFarm<S, W> {
+    fn new(inner: S, write_regions: W) -> Self {
+        AsTheFarm {
+            inner,
+            regions: Mutex::default(),
+            write_regions,
+        }
+    }
+}
+
+impl<S: TileSink, W: Fn(Vec<u8>) -> Result<()> + Sync> TileSink for AsTheFarm<S, W> {
+    fn put(&self, tile: TileId, png: &[u8]) -> SinkResult<()> {
+        self.inner.put(tile, png)
+    }
+
+    fn put_region(
+        &self,
+        region: Region,
+        zooms: RangeInclusive<u8>,
+        _png: &[u8],
+    ) -> SinkResult<u64> {
+        self.regions.lock().expect("lock").push(region);
+        Ok(region.tiles_within(zooms))
+    }
+
+    fn finish(&self) -> SinkResult<()> {
+        self.inner.finish()?;
+        let regions = Regions::new(std::mem::take(&mut *self.regions.lock().expect("lock")));
+        (self.write_regions)(regions.to_bytes()).map_err(|e| tilefarm_worker::SinkError::Archive {
+            path: "regions.bin".into(),
+            message: format!("{e:#}"),
+        })
+    }
+}
+
+type BoxedSink = Box<dyn TileSink + Send>;
+
+/// Reads `data` and renders `zooms` with `--skip-empty` on `threads` threads
+/// into the sink `make` gives, as `tilefarm render` does: the tiles encoded
+/// (drawn and of more than one colour).
+async fn bare_render(
+    data: &Path,
+    zooms: RangeInclusive<u8>,
+    threads: usize,
+    make: &(dyn Fn() -> Result<BoxedSink> + Sync),
+) -> Result<u64> {
+    let sink = make()?;
+    let data = data.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let features = tilefarm_formats::read_path(&data, &Default::default())?
+            .report
+            .features;
+        let layer = Layer::new(&features, &Style::default());
+        drop(features);
+        let options = PyramidOptions {
+            zooms,
+            skip_empty: true,
+            ..PyramidOptions::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let summary = pool.install(|| render_pyramid(&layer, &options, sink.as_ref(), &|_| {}))?;
+        Ok(summary.encoded)
+    })
+    .await?
+}
+
+/// What the farm's first job took to coordinate.
+struct Coordination {
+    /// Messages published (outbox rows, each relayed once).
+    messages: u64,
+    /// Rows in the tasks table.
+    tasks: u64,
+    /// Objects under the farm's prefix.
+    objects: u64,
+}
+
+async fn coordination(database: &str, farm_dir: &Path) -> Result<Coordination> {
+    let pool = sqlx::PgPool::connect(database).await?;
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await?;
+            anyhow::Ok(n as u64)
+        }
+    };
+    let messages = count("SELECT count(*) FROM outbox").await?;
+    let tasks = count("SELECT count(*) FROM tasks").await?;
+    pool.close().await;
+    let objects = walk(farm_dir)?;
+    Ok(Coordination {
+        messages,
+        tasks,
+        objects,
+    })
+}
+
+/// The files below `dir`.
+fn walk(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        n += if entry.file_type()?.is_dir() {
+            walk(&entry.path())?
+        } else {
+            1
+        };
+    }
+    Ok(n)
 }
 
 struct EditFigures {

@@ -307,10 +307,10 @@ async fn bad_uploads_are_refused_or_fail_clearly_and_leave_nothing_visible() {
 /// Tests that restart a server hold this for writing; the others for reading.
 static SERVERS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// Metatiles a worker's log says it rendered.
+/// Render tasks a worker's log says it ran.
 fn rendered_by(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("rendered metatile"))
+        .filter(|l| l.contains(" tiles of block "))
         .count()
 }
 

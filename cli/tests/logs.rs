@@ -76,10 +76,10 @@ async fn json_logs_carry_the_task_span_and_say_how_each_task_ended() {
     expected.extend(std::iter::repeat_n("render".to_string(), renders));
     assert_eq!(kinds, expected);
 
-    // A line from inside a render says which metatile, within the task's span.
+    // A line from inside a render says which block, within the task's span.
     let rendered: Vec<&Value> = lines
         .iter()
-        .filter(|l| message(l).starts_with("rendered metatile"))
+        .filter(|l| message(l).contains(" tiles of block "))
         .collect();
     assert_eq!(rendered.len(), renders);
     for line in rendered {

@@ -1,9 +1,9 @@
 //! Changes to a layer that has tiles already: edits (upserts and deletes of
 //! features by id) and replaced data. A change re-renders exactly the tiles it
-//! makes dirty, tile by tile, along the same metatile grid as a full render, so
+//! makes dirty, tile by tile, gathered into blocks as a full render's are, so
 //! every tile ends byte-identical to a fresh render of the new data.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use tilefarm_renderer::{
     Feature, FeatureId, Layer, MetaTile, TileId, ZoomLayer, feature_from_value,
 };
 
-use crate::plan::{RenderPlan, plan_render};
+use crate::plan::{RenderPlan, blocks_of, plan_render};
 
 /// An edit of a layer's features, addressed by their GeoJSON `id`: features to
 /// add or replace, and ids to delete.
@@ -192,8 +192,9 @@ fn key(id: &FeatureId) -> String {
 ///   drawn; tiles inside regions need nothing, the new regions give them;
 /// - for new data (`edited` is `None`), every tile either plan draws.
 ///
-/// Tiles go by metatile along the same grid as a full render, so every tile
-/// ends byte-identical to a fresh render of the new data.
+/// Tiles are gathered into blocks as a full render's are; a tile's pixels do
+/// not depend on its block, so every tile ends byte-identical to a fresh
+/// render of the new data.
 pub fn plan_change(
     old: &Layer,
     new: &RenderPlan,
@@ -219,20 +220,11 @@ pub fn plan_change(
             }
         }
     }
-    let mut by_meta: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
-    for t in render {
-        by_meta
-            .entry(MetaTile::containing(t, metatile))
-            .or_default()
-            .push(t);
-    }
     // Deep zooms first, as a full render goes.
-    let mut tasks: Vec<RenderTask> = by_meta
+    blocks_of(render, metatile)
         .into_iter()
-        .map(|(meta, tiles)| partial(meta, &tiles, true))
-        .collect();
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.z));
-    tasks
+        .map(|b| partial(b.meta, &b.tiles, true))
+        .collect()
 }
 
 /// A task that renders `tiles` of `meta`.
@@ -249,53 +241,33 @@ pub fn partial(meta: MetaTile, tiles: &[TileId], replaces: bool) -> RenderTask {
     }
 }
 
-/// Adds `extra` tasks (the tiles of jobs that ended half done) to `tasks`, one
-/// task per metatile with the union of their tiles; all of them replace.
-pub fn merge_tasks(tasks: Vec<RenderTask>, extra: Vec<RenderTask>) -> Vec<RenderTask> {
+/// Adds `extra` tasks (the tiles of jobs that ended half done) to `tasks`:
+/// the union of their tiles, gathered into blocks again (see [`blocks_of`])
+/// with metatiles of nominal size `metatile`; all of them replace.
+pub fn merge_tasks(
+    tasks: Vec<RenderTask>,
+    extra: Vec<RenderTask>,
+    metatile: u32,
+) -> Vec<RenderTask> {
     if extra.is_empty() {
         return tasks;
     }
-    let mut merged: BTreeMap<MetaTile, Option<Vec<u8>>> = BTreeMap::new();
-    let mut order = Vec::new();
-    for t in tasks.into_iter().chain(extra) {
-        let meta = MetaTile {
-            z: t.z,
-            x: t.x,
-            y: t.y,
-            n: t.n,
-        };
-        match merged.get_mut(&meta) {
-            None => {
-                order.push(meta);
-                merged.insert(meta, t.dirty);
-            }
-            Some(current) => {
-                *current = match (current.take(), t.dirty) {
-                    (Some(a), Some(b)) => Some(a.iter().zip(&b).map(|(x, y)| x | y).collect()),
-                    _ => None,
-                }
-            }
-        }
-    }
-    order
-        .into_iter()
-        .map(|meta| {
-            let dirty = merged.remove(&meta).expect("present");
-            let tiles = match &dirty {
-                Some(m) => tiles_in(meta, Some(m)).len() as u32,
-                None => meta.tile_count() as u32,
+    let tiles: BTreeSet<TileId> = tasks
+        .iter()
+        .chain(&extra)
+        .flat_map(|t| {
+            let block = MetaTile {
+                z: t.z,
+                x: t.x,
+                y: t.y,
+                n: t.n,
             };
-            RenderTask {
-                z: meta.z,
-                x: meta.x,
-                y: meta.y,
-                n: meta.n,
-                tiles,
-                dirty,
-                replaces: true,
-                changed: None,
-            }
+            tiles_in(block, t.dirty.as_deref())
         })
+        .collect();
+    blocks_of(tiles, metatile)
+        .into_iter()
+        .map(|b| partial(b.meta, &b.tiles, true))
         .collect()
 }
 
@@ -416,11 +388,20 @@ mod tests {
             tiles: 2,
             ..a.clone()
         };
-        let merged = merge_tasks(vec![a.clone()], vec![b]);
+        let merged = merge_tasks(vec![a.clone()], vec![b], 8);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].tiles, 3);
         let every: Vec<TileId> = meta.tiles().collect();
-        let all = merge_tasks(vec![a], vec![partial(meta, &every, false)]);
-        assert_eq!((all[0].tiles, all[0].dirty.clone()), (64, None));
+        let all = merge_tasks(vec![a], vec![partial(meta, &every, false)], 8);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].tiles, 64);
+        assert!(all[0].replaces);
+        let block = MetaTile {
+            z: all[0].z,
+            x: all[0].x,
+            y: all[0].y,
+            n: all[0].n,
+        };
+        assert_eq!(tiles_in(block, all[0].dirty.as_deref()), every);
     }
 }

@@ -271,7 +271,7 @@ impl Farm {
                         let empty = Layer::new(&[], &style);
                         let old = old.as_ref().map_or(&empty, |p| &p.layer);
                         let edited = edited.as_ref().map(|(b, a)| (b.as_slice(), a.as_slice()));
-                        merge_tasks(plan_change(old, &plan, edited, zooms, m, ts), unfinished)
+                        merge_tasks(plan_change(old, &plan, edited, zooms, m, ts), unfinished, m)
                     }
                 };
                 let tiles: u64 = tasks.iter().map(|t| u64::from(t.tiles)).sum();
@@ -382,7 +382,7 @@ impl Farm {
     async fn render(&self, ctx: &TaskContext) -> Result<(), TaskError> {
         let (Some(z), Some(x), Some(y), Some(n)) = (ctx.z, ctx.x, ctx.y, ctx.n) else {
             return Err(TaskError::Permanent(
-                "a render task without its metatile".into(),
+                "a render task without its block".into(),
             ));
         };
         let meta = MetaTile { z, x, y, n };
@@ -392,12 +392,12 @@ impl Farm {
             return Ok(());
         }
         let prepared = self.prepared(ctx).await?;
-        let tile_size = self.config.tile_size;
+        let (tile_size, metatile) = (self.config.tile_size, self.config.metatile);
         let tiles = tiles_in(meta, ctx.dirty.as_deref());
         let (rendered, work) = self
             .on_pool(move || {
                 let zl = prepared.zoom(z, tile_size);
-                render_tiles_measured(zl, meta, &tiles, &UniformPngs::default())
+                render_tiles_measured(zl, meta, &tiles, metatile, &UniformPngs::default())
                     .map_err(|e| e.to_string())
             })
             .await?
@@ -446,7 +446,7 @@ impl Farm {
         tracing::debug!(
             job_id = %ctx.job_id,
             task_id = %ctx.task_id,
-            "rendered metatile {z}/{x}/{y} ({n}x{n})"
+            "rendered {produced} tiles of block {z}/{x}/{y} ({n}x{n})"
         );
         if let Completion::Counted { finished: true, .. } = completion {
             tracing::info!(job_id = %ctx.job_id, layer_id = %ctx.layer_id, "job succeeded");

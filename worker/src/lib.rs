@@ -22,12 +22,15 @@ pub use farm::{DEFAULT_MAX_JOB_TILES, Farm, FarmConfig, TaskError, TaskRun};
 pub use invalidate::{ChangedTiles, InvalidationConfig};
 pub use metrics::{ByKind, Drain, KindLabel, WorkerMetrics, metrics_router, serve_worker_endpoint};
 pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
-pub use plan::{OverBudget, PlannedMeta, RenderPlan, plan_render, plan_render_within};
+pub use plan::{
+    BLOCK_MIN_TILES, BLOCK_SIDE, BLOCK_TILES, OverBudget, PlannedMeta, RenderPlan, blocks_of,
+    plan_render, plan_render_within,
+};
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
     MetaTileReport, PyramidOptions, RenderError, RenderedTile, Summary, TileWork, UniformPngs,
-    check_options, parse_zoom_range, render_metatile_into, render_pyramid, render_tiles,
-    render_tiles_into, render_tiles_measured,
+    check_options, draw_squares, parse_zoom_range, render_metatile_into, render_pyramid,
+    render_tiles, render_tiles_into, render_tiles_measured,
 };
 pub use run::{BrokerConfig, run_local_relay, run_local_worker, run_relay, run_worker};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

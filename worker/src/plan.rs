@@ -1,13 +1,30 @@
 //! Planning a layer's render: the tiles near its edges, lines and points at
-//! each zoom, grouped by metatile, and the one-colour regions that stand for
-//! every other tile the data covers.
+//! each zoom, grouped into blocks of about a task's worth of tiles, and the
+//! one-colour regions that stand for every other tile the data covers.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use tilefarm_renderer::{Layer, MetaTile, Region, RegionPlanner, TileId, tiles_per_side};
 
-/// The tiles of one metatile that a render draws (sorted).
+/// Most tiles a block (one render task) takes: a few seconds of work, so
+/// that a task lost with its worker costs little to do again.
+pub const BLOCK_TILES: usize = 256;
+
+/// Fewest tiles a part of a crowded block takes to become a block of its
+/// own; smaller parts stay together in the block they lie in. With blocks of
+/// at least this many tiles, the broker and the job store see one message
+/// and one task row per 64 tiles or fewer.
+pub const BLOCK_MIN_TILES: usize = 64;
+
+/// The widest block, in tiles a side (its mask of tiles is 8 KiB).
+pub const BLOCK_SIDE: u32 = 256;
+
+/// A square block of tiles and the ones in it that a render draws (sorted):
+/// one render task. Deep zooms, where edges are far apart, gather sparse
+/// tiles into wide blocks; the worker draws them a metatile or less at a time
+/// ([`crate::draw_squares`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedMeta {
     pub meta: MetaTile,
@@ -134,19 +151,7 @@ pub fn plan_render_within(
                 limit,
             });
         }
-        let mut metas: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
-        for t in plan.live {
-            metas
-                .entry(MetaTile::containing(t, metatile))
-                .or_default()
-                .push(t);
-        }
-        by_zoom.push(
-            metas
-                .into_iter()
-                .map(|(meta, tiles)| PlannedMeta { meta, tiles })
-                .collect(),
-        );
+        by_zoom.push(blocks_of(plan.live, metatile));
     }
     let region_tiles = regions
         .iter()
@@ -159,6 +164,71 @@ pub fn plan_render_within(
         region_tiles,
         pyramid_tiles: zooms.map(tiles_in_zoom).sum(),
     })
+}
+
+/// `tiles` gathered into blocks, deep zooms first: aligned squares of up to
+/// [`BLOCK_SIDE`] tiles a side, each split in four while it holds more than
+/// [`BLOCK_TILES`], down to metatiles of nominal size `metatile`. A quarter
+/// with fewer than [`BLOCK_MIN_TILES`] stays in the block above, with the
+/// other small quarters, so sparse tiles (the edges of large shapes at deep
+/// zooms) still make tasks of many tiles.
+pub fn blocks_of(tiles: impl IntoIterator<Item = TileId>, metatile: u32) -> Vec<PlannedMeta> {
+    let top = |z: u8| MetaTile::side(z, BLOCK_SIDE);
+    let mut blocks: BTreeMap<(Reverse<u8>, u32, u32), Vec<TileId>> = BTreeMap::new();
+    for t in tiles {
+        let n = top(t.z);
+        blocks
+            .entry((Reverse(t.z), t.y / n, t.x / n))
+            .or_default()
+            .push(t);
+    }
+    let mut out = Vec::new();
+    for ((Reverse(z), row, col), tiles) in blocks {
+        let n = top(z);
+        let block = MetaTile {
+            z,
+            x: col * n,
+            y: row * n,
+            n,
+        };
+        split_block(block, tiles, MetaTile::side(z, metatile), &mut out);
+    }
+    out
+}
+
+fn split_block(block: MetaTile, mut tiles: Vec<TileId>, smallest: u32, out: &mut Vec<PlannedMeta>) {
+    if tiles.len() <= BLOCK_TILES || block.n <= smallest {
+        tiles.sort_unstable();
+        out.push(PlannedMeta { meta: block, tiles });
+        return;
+    }
+    let half = block.n / 2;
+    let mut quarters: [Vec<TileId>; 4] = Default::default();
+    for t in tiles {
+        let q = (t.y - block.y) / half * 2 + (t.x - block.x) / half;
+        quarters[q as usize].push(t);
+    }
+    let mut rest = Vec::new();
+    for (q, tiles) in (0u32..).zip(quarters) {
+        if tiles.len() >= BLOCK_MIN_TILES {
+            let quarter = MetaTile {
+                z: block.z,
+                x: block.x + q % 2 * half,
+                y: block.y + q / 2 * half,
+                n: half,
+            };
+            split_block(quarter, tiles, smallest, out);
+        } else {
+            rest.extend(tiles);
+        }
+    }
+    if !rest.is_empty() {
+        rest.sort_unstable();
+        out.push(PlannedMeta {
+            meta: block,
+            tiles: rest,
+        });
+    }
 }
 
 /// The tiles zooms `zooms` would add below those counted (`per_zoom`, from the
@@ -258,5 +328,76 @@ mod tests {
         let message = over.to_string();
         assert!(message.contains("about "), "{message}");
         assert!(message.contains("at most 200000"), "{message}");
+    }
+
+    #[test]
+    fn blocks_hold_each_tile_once_and_gather_sparse_edges_into_tasks_of_many_tiles() {
+        let plan = plan_render(&world_box(), 0..=12, 8, 256);
+        let mut seen = std::collections::BTreeSet::new();
+        for b in &plan.metatiles {
+            assert!(
+                b.meta.n.is_power_of_two() && b.meta.n <= BLOCK_SIDE,
+                "{}",
+                b.meta
+            );
+            assert_eq!(b.meta.x % b.meta.n, 0, "{} is not aligned", b.meta);
+            assert_eq!(b.meta.y % b.meta.n, 0, "{} is not aligned", b.meta);
+            assert!(b.tiles.len() <= BLOCK_TILES.max(b.meta.tile_count() as usize));
+            for t in &b.tiles {
+                assert!(b.meta.contains(*t), "{t:?} outside {}", b.meta);
+                assert!(seen.insert(*t), "{t:?} in two blocks");
+            }
+        }
+        assert_eq!(seen.len() as u64, plan.tiles);
+        // Deep zooms first.
+        assert!(
+            plan.metatiles
+                .windows(2)
+                .all(|w| w[0].meta.z >= w[1].meta.z)
+        );
+        // The world's edges at zoom 12 are four lines of tiles: one metatile
+        // each would hold 8 of them; blocks hold many more.
+        let deep: Vec<_> = plan.metatiles.iter().filter(|b| b.meta.z == 12).collect();
+        let tiles: usize = deep.iter().map(|b| b.tiles.len()).sum();
+        assert!(
+            tiles >= BLOCK_MIN_TILES * deep.len(),
+            "{tiles} tiles in {} blocks",
+            deep.len()
+        );
+        // Per metatile, as planned before blocks, for comparison.
+        let metatiles: std::collections::BTreeSet<_> = seen
+            .iter()
+            .filter(|t| t.z == 12)
+            .map(|t| MetaTile::containing(*t, 8))
+            .collect();
+        assert!(
+            deep.len() * 4 < metatiles.len(),
+            "{} against {}",
+            deep.len(),
+            metatiles.len()
+        );
+    }
+
+    #[test]
+    fn a_crowded_block_splits_and_keeps_its_small_quarters_together() {
+        let z = 10;
+        // A full 32x32 square (1,024 tiles) in one quarter of a block and
+        // ten tiles scattered in the others.
+        let mut tiles: Vec<TileId> = (0..32)
+            .flat_map(|y| (0..32).map(move |x| TileId { z, x, y }))
+            .collect();
+        tiles.extend((0..10).map(|i| TileId {
+            z,
+            x: 200 + i,
+            y: 130,
+        }));
+        let blocks = blocks_of(tiles.clone(), 8);
+        let total: usize = blocks.iter().map(|b| b.tiles.len()).sum();
+        assert_eq!(total, tiles.len());
+        let pooled: Vec<_> = blocks.iter().filter(|b| b.meta.n == BLOCK_SIDE).collect();
+        assert_eq!(pooled.len(), 1, "{blocks:?}");
+        assert_eq!(pooled[0].tiles.len(), 10);
+        assert!(blocks.iter().all(|b| b.tiles.len() <= BLOCK_TILES));
+        assert!(blocks.len() <= 1 + 1024 / 256 + 1, "{}", blocks.len());
     }
 }

@@ -1,7 +1,7 @@
 //! Rendering a whole tile pyramid: every tile of a zoom range, metatile by
 //! metatile, in parallel with rayon.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,8 +167,8 @@ pub fn check_options(options: &PyramidOptions) -> Result<(), RenderError> {
 /// What drawing one metatile produced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetaTileReport {
-    /// Whether any feature came near (otherwise nothing was drawn).
-    pub drawn: bool,
+    /// Metatiles drawn with some feature near them.
+    pub drawn: u64,
     pub encoded: u64,
     pub uniform: u64,
     pub empty: u64,
@@ -189,7 +189,7 @@ pub fn render_metatile_into(
     let ts = zl.tile_size();
     let rendered = render_metatile(zl, meta);
     let mut report = MetaTileReport {
-        drawn: !rendered.is_blank(),
+        drawn: u64::from(!rendered.is_blank()),
         ..Default::default()
     };
     for t in meta.tiles() {
@@ -224,18 +224,19 @@ pub fn render_metatile_into(
     Ok(report)
 }
 
-/// Draws metatile `meta` and hands `tiles` (some of its tiles) to `sink`,
-/// leaving transparent ones out: the planned part of a metatile.
+/// Draws `tiles` of block `block` (see [`draw_squares`]) and hands them to
+/// `sink`, leaving transparent ones out: one planned block of a render.
 pub fn render_tiles_into(
     zl: &ZoomLayer,
-    meta: MetaTile,
+    block: MetaTile,
     tiles: &[TileId],
+    metatile: u32,
     sink: &dyn TileSink,
     pngs: &UniformPngs,
 ) -> Result<MetaTileReport, RenderError> {
-    let (rendered, work) = render_tiles_measured(zl, meta, tiles, pngs)?;
+    let (rendered, work) = render_tiles_measured(zl, block, tiles, metatile, pngs)?;
     let mut report = MetaTileReport {
-        drawn: true,
+        drawn: work.squares,
         uniform: work.one_colour,
         encoded: tiles.len() as u64 - work.one_colour,
         ..Default::default()
@@ -256,61 +257,89 @@ pub fn render_tiles_into(
 /// A tile and its PNG, `None` for a transparent tile.
 pub type RenderedTile = (TileId, Option<Vec<u8>>);
 
-/// Renders `tiles` (all of them in `meta`), giving each tile its PNG, the same
-/// bytes [`render_metatile_into`] writes, or `None` for a transparent tile.
+/// Renders `tiles` (all of them in `block`), giving each tile its PNG, the
+/// same bytes [`render_metatile_into`] writes, or `None` for a transparent
+/// tile.
 pub fn render_tiles(
     zl: &ZoomLayer,
-    meta: MetaTile,
+    block: MetaTile,
     tiles: &[TileId],
+    metatile: u32,
     pngs: &UniformPngs,
 ) -> Result<Vec<RenderedTile>, RenderError> {
-    render_tiles_measured(zl, meta, tiles, pngs).map(|(tiles, _)| tiles)
+    render_tiles_measured(zl, block, tiles, metatile, pngs).map(|(tiles, _)| tiles)
 }
 
-/// What rendering a metatile's tiles took.
+/// What rendering a block's tiles took.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TileWork {
-    /// Rasterizing the metatile.
+    /// Rasterizing.
     pub render: Duration,
-    /// Encoding its tiles.
+    /// Encoding the tiles.
     pub encode: Duration,
     /// Tiles of one colour (transparent ones among them): no encode of their own.
     pub one_colour: u64,
+    /// Metatiles drawn (see [`draw_squares`]).
+    pub squares: u64,
 }
 
-/// [`render_tiles`], saying what the work took.
+/// The metatiles to draw for `tiles` of `block`, each with its tiles: the
+/// metatiles of nominal size `metatile` on the full render's grid that hold
+/// some of them. A tile is always drawn in the same metatile, whichever of
+/// its neighbours a task wants, so a change gives exactly the bytes a full
+/// render does (wide strokes' anti-aliasing depends a little on the canvas).
+pub fn draw_squares(
+    block: MetaTile,
+    tiles: &[TileId],
+    metatile: u32,
+) -> Vec<(MetaTile, Vec<TileId>)> {
+    let mut squares: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
+    for &t in tiles {
+        debug_assert!(block.contains(t), "{t:?} is not in block {block}");
+        squares
+            .entry(MetaTile::containing(t, metatile))
+            .or_default()
+            .push(t);
+    }
+    squares.into_iter().collect()
+}
+
+/// [`render_tiles`], saying what the work took. The tiles come back
+/// metatile by metatile.
 pub fn render_tiles_measured(
     zl: &ZoomLayer,
-    meta: MetaTile,
+    block: MetaTile,
     tiles: &[TileId],
+    metatile: u32,
     pngs: &UniformPngs,
 ) -> Result<(Vec<RenderedTile>, TileWork), RenderError> {
     let ts = zl.tile_size();
-    let started = Instant::now();
-    let rendered = render_metatile(zl, meta);
-    let mut work = TileWork {
-        render: started.elapsed(),
-        ..TileWork::default()
-    };
-    let started = Instant::now();
-    let tiles = tiles
-        .iter()
-        .map(|&t| {
+    let mut work = TileWork::default();
+    let mut out = Vec::with_capacity(tiles.len());
+    for (square, tiles) in draw_squares(block, tiles, metatile) {
+        let started = Instant::now();
+        let rendered = render_metatile(zl, square);
+        work.render += started.elapsed();
+        work.squares += 1;
+        let started = Instant::now();
+        for t in tiles {
             let image = rendered.tile(t);
             if matches!(image, TileImage::Uniform(_)) {
                 work.one_colour += 1;
             }
             let png = match image {
-                TileImage::Uniform(color) if color.is_invisible() => return Ok((t, None)),
-                TileImage::Uniform(color) => pngs.get(color, ts).map(|png| png.to_vec()),
-                image @ TileImage::Pixels(_) => encode_png(&image, ts),
+                TileImage::Uniform(color) if color.is_invisible() => None,
+                TileImage::Uniform(color) => Some(pngs.get(color, ts).map(|png| png.to_vec())),
+                image @ TileImage::Pixels(_) => Some(encode_png(&image, ts)),
             };
-            png.map(|png| (t, Some(png)))
-                .map_err(|source| RenderError::Png { tile: t, source })
-        })
-        .collect::<Result<_, _>>()?;
-    work.encode = started.elapsed();
-    Ok((tiles, work))
+            let png = png
+                .transpose()
+                .map_err(|source| RenderError::Png { tile: t, source })?;
+            out.push((t, png));
+        }
+        work.encode += started.elapsed();
+    }
+    Ok((out, work))
 }
 
 /// Renders every tile of `options.zooms` into `sink`, calling `progress` with the
@@ -361,12 +390,10 @@ pub fn render_pyramid(
         .try_for_each(|(i, meta, tiles)| -> Result<(), RenderError> {
             let zl = &zooms[*i];
             let r = match tiles {
-                Some(tiles) => render_tiles_into(zl, *meta, tiles, sink, &pngs)?,
+                Some(tiles) => render_tiles_into(zl, *meta, tiles, options.metatile, sink, &pngs)?,
                 None => render_metatile_into(zl, *meta, options.skip_empty, sink, &pngs)?,
             };
-            counters
-                .drawn
-                .fetch_add(u64::from(r.drawn), Ordering::Relaxed);
+            counters.drawn.fetch_add(r.drawn, Ordering::Relaxed);
             counters.encoded.fetch_add(r.encoded, Ordering::Relaxed);
             counters.uniform.fetch_add(r.uniform, Ordering::Relaxed);
             counters.empty.fetch_add(r.empty, Ordering::Relaxed);
@@ -411,4 +438,42 @@ pub fn render_pyramid(
         bytes: get(&counters.bytes),
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_is_drawn_on_the_full_renders_metatile_grid() {
+        let block = MetaTile {
+            z: 12,
+            x: 256,
+            y: 512,
+            n: 256,
+        };
+        let tiles: Vec<TileId> = [(256, 512), (263, 519), (264, 512), (511, 767)]
+            .into_iter()
+            .map(|(x, y)| TileId { z: 12, x, y })
+            .collect();
+        let squares = draw_squares(block, &tiles, 8);
+        let at = |x, y| MetaTile { z: 12, x, y, n: 8 };
+        assert_eq!(
+            squares,
+            vec![
+                (at(256, 512), vec![tiles[0], tiles[1]]),
+                (at(264, 512), vec![tiles[2]]),
+                (at(504, 760), vec![tiles[3]]),
+            ]
+        );
+        // At low zooms the metatile is the world.
+        let world = MetaTile {
+            z: 1,
+            x: 0,
+            y: 0,
+            n: 2,
+        };
+        let one = [TileId { z: 1, x: 1, y: 1 }];
+        assert_eq!(draw_squares(world, &one, 8), vec![(world, one.to_vec())]);
+    }
 }

@@ -329,7 +329,7 @@ fn planned_tasks_and_regions_give_the_tiles_of_a_full_render() {
         .collect();
     // In reverse order, and the first task twice, as a redelivery would.
     for m in plan.metatiles.iter().rev().chain(plan.metatiles.first()) {
-        render_tiles_into(&zls[m.meta.z as usize], m.meta, &m.tiles, &sink, &pngs).unwrap();
+        render_tiles_into(&zls[m.meta.z as usize], m.meta, &m.tiles, 8, &sink, &pngs).unwrap();
     }
     let mut region_tiles = 0;
     for r in &plan.regions {
