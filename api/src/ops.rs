@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use object_store::ObjectStoreExt;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tilefarm_queue::{Broker, DEAD_QUEUE, WORK_QUEUES};
@@ -151,7 +150,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format. Queue depths are the scaling signal.
+/// `GET /metrics`: Prometheus text format. Queue depths are the scaling signal;
+/// the job durations and the outbox come from the job store.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
@@ -218,16 +218,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "1 when the queues could be read from the broker at this scrape",
         broker_up,
     );
-    let mut text = String::new();
-    encode(&mut text, &registry).expect("writing to a string");
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    tilefarm_worker::register_store_metrics(&mut registry, &state.store).await;
+    tilefarm_worker::openmetrics(&registry)
 }
 
 /// The page, built from `web/` by `npm run build` (Leaflet and the page's

@@ -314,8 +314,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                     "--metrics-listen is for processes that run tasks; the API serves /metrics"
                 )
             }
+            // The API's /metrics has the job store's figures.
             (Some(address), Some((farm, slots))) => {
-                Some(start_endpoint(address, farm, *slots, drain.clone()).await?)
+                Some(start_endpoint(address, farm, *slots, false, drain.clone()).await?)
             }
             (None, _) => None,
         };
@@ -386,7 +387,7 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
         };
         let endpoint = match args.worker.metrics_listen {
             Some(address) => {
-                Some(start_endpoint(address, &workers.0, workers.1, drain.clone()).await?)
+                Some(start_endpoint(address, &workers.0, workers.1, true, drain.clone()).await?)
             }
             None => None,
         };
@@ -408,11 +409,14 @@ pub fn worker(args: WorkerCmdArgs) -> Result<()> {
     })
 }
 
-/// Starts a worker's /metrics, /healthz and /drain endpoint.
+/// Starts a worker's /metrics, /healthz and /drain endpoint; `with_store`:
+/// its /metrics has the job store's figures (the job durations and the
+/// outbox), which a process with an API serves there instead.
 async fn start_endpoint(
     address: SocketAddr,
     farm: &Farm,
     slots: usize,
+    with_store: bool,
     drain: Drain,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(address)
@@ -421,8 +425,9 @@ async fn start_endpoint(
     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
     let metrics = farm.metrics.clone();
     metrics.slots.set(i64::try_from(slots).unwrap_or(i64::MAX));
+    let store = with_store.then(|| farm.store.clone());
     Ok(tokio::spawn(async move {
-        if let Err(e) = serve_worker_endpoint(listener, metrics, drain).await {
+        if let Err(e) = serve_worker_endpoint(listener, metrics, store, drain).await {
             tracing::warn!("the metrics endpoint failed: {e}");
         }
     }))

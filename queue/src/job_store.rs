@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use crate::ends::{JobEnds, OutboxBacklog};
 use crate::error::StoreResult;
 use crate::sqlite::SqliteStore;
 use crate::status::{JobStatus, LayerInfo, TaskContext};
@@ -102,9 +103,19 @@ forward! {
     fn release_task(&self, task_id: Uuid) -> StoreResult<()>;
     /// Starts waiting jobs whose layers have nothing under way.
     fn start_waiting(&self) -> StoreResult<usize>;
+    /// The outbox messages not published yet, and how long the oldest has waited.
+    fn outbox_backlog(&self) -> StoreResult<OutboxBacklog>;
 }
 
 impl JobStore {
+    /// How long the jobs this store ended took, by outcome.
+    pub fn job_ends(&self) -> &JobEnds {
+        match self {
+            JobStore::Postgres(s) => s.job_ends(),
+            JobStore::Sqlite(s) => s.job_ends(),
+        }
+    }
+
     /// Hands unpublished outbox messages to `publish` and marks those it sent.
     pub async fn relay_outbox<F, Fut>(&self, limit: i64, publish: F) -> StoreResult<usize>
     where

@@ -11,6 +11,7 @@
 mod amqp;
 mod dead_letters;
 mod delivery;
+mod ends;
 mod error;
 mod job_store;
 mod local;
@@ -25,6 +26,7 @@ pub use amqp::{
 };
 pub use dead_letters::{DeadLetter, Replayed};
 pub use delivery::Delivery;
+pub use ends::{JOB_OUTCOMES, JobDurations, JobEnds, OutboxBacklog, OutcomeLabel};
 pub use error::{StoreError, StoreResult};
 pub use job_store::JobStore;
 pub use local::{LocalIncoming, LocalQueue};

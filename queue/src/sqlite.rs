@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRo
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
+use crate::ends::{JobEnds, OutboxBacklog};
 use crate::error::{StoreError, StoreResult};
 use crate::status::{JOB_STATES, JobStatus, LayerInfo, TaskContext};
 use crate::store::{
@@ -32,6 +33,8 @@ pub struct SqliteStore {
     /// way), for the API's status, layer and tile lookups: a long write, a big
     /// plan say, does not hold them up.
     reads: SqlitePool,
+    /// The jobs this store ended, for `/metrics`.
+    ends: JobEnds,
 }
 
 fn now() -> DateTime<Utc> {
@@ -62,11 +65,37 @@ impl SqliteStore {
                     .busy_timeout(std::time::Duration::from_secs(10)),
             )
             .await?;
-        Ok(SqliteStore { pool, reads })
+        Ok(SqliteStore {
+            pool,
+            reads,
+            ends: JobEnds::default(),
+        })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// How long the jobs this store ended took.
+    pub fn job_ends(&self) -> &JobEnds {
+        &self.ends
+    }
+
+    /// The outbox messages not published yet, and how long the oldest has waited.
+    pub async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        let messages: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&self.reads)
+                .await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(OutboxBacklog {
+            messages,
+            oldest_age_seconds: oldest.map_or(0.0, |t| (now() - t).as_seconds_f64().max(0.0)),
+        })
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -351,10 +380,13 @@ impl SqliteStore {
             });
             outbox.build().execute(&mut *tx).await?;
         }
-        if tasks.is_empty() {
-            finish_job(&mut tx, job_id).await?;
-        }
+        let ended = if tasks.is_empty() {
+            Some(finish_job(&mut tx, job_id).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        self.ends.succeeded(ended);
         Ok(ids)
     }
 
@@ -412,10 +444,13 @@ impl SqliteStore {
             enqueue(&mut tx, INTERACTIVE_QUEUE, id, job_id).await?;
             finished = false;
         }
-        if finished {
-            finish_job(&mut tx, job_id).await?;
-        }
+        let ended = if finished {
+            Some(finish_job(&mut tx, job_id).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        self.ends.succeeded(ended);
         Ok(Completion::Counted { job_id, finished })
     }
 
@@ -461,17 +496,17 @@ impl SqliteStore {
             tx.commit().await?;
             return Ok(false);
         }
-        sqlx::query(
+        let created: DateTime<Utc> = sqlx::query_scalar(
             "UPDATE jobs SET state = ?2, error_code = ?3, error_message = ?4,
                     finished_at = ?5, updated_at = ?5
-             WHERE id = ?1",
+             WHERE id = ?1 RETURNING created_at",
         )
         .bind(job_id)
         .bind(state)
         .bind(error.map(|e| e.0))
         .bind(error.map(|e| e.1))
         .bind(t)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         sqlx::query("UPDATE tasks SET state = 'cancelled' WHERE job_id = ?1 AND state = 'pending'")
             .bind(job_id)
@@ -479,6 +514,7 @@ impl SqliteStore {
             .await?;
         start_next(&mut tx, job_id).await?;
         tx.commit().await?;
+        self.ends.observe(state, (t - created).as_seconds_f64());
         Ok(true)
     }
 
@@ -855,15 +891,17 @@ async fn job_state(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResul
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))
 }
 
-async fn finish_job(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<()> {
+/// Ends a job in success and publishes its layer version; the seconds since
+/// the job was created.
+async fn finish_job(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResult<f64> {
     let t = now();
-    sqlx::query(
+    let created: DateTime<Utc> = sqlx::query_scalar(
         "UPDATE jobs SET state = 'succeeded', stage = 'finished', finished_at = ?2, updated_at = ?2
-         WHERE id = ?1",
+         WHERE id = ?1 RETURNING created_at",
     )
     .bind(job_id)
     .bind(t)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
     sqlx::query(
         "UPDATE layers SET published_version = (SELECT version FROM jobs WHERE id = ?1),
@@ -875,5 +913,5 @@ async fn finish_job(tx: &mut Transaction<'_, Sqlite>, job_id: Uuid) -> StoreResu
     .execute(&mut **tx)
     .await?;
     start_next(tx, job_id).await?;
-    Ok(())
+    Ok((t - created).as_seconds_f64())
 }

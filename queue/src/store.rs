@@ -6,6 +6,7 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::amqp::TaskMessage;
+use crate::ends::{JobEnds, OutboxBacklog};
 use crate::error::{StoreError, StoreResult};
 
 /// The schema, applied by [`PgStore::migrate`].
@@ -143,6 +144,8 @@ pub struct OutboxMessage {
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The jobs this store ended, for `/metrics`.
+    ends: JobEnds,
 }
 
 impl PgStore {
@@ -153,11 +156,19 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            ends: JobEnds::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How long the jobs this store ended took.
+    pub fn job_ends(&self) -> &JobEnds {
+        &self.ends
     }
 
     /// Applies the migrations not yet applied; safe to run again.
@@ -277,10 +288,13 @@ impl PgStore {
             });
             outbox.build().execute(&mut *tx).await?;
         }
-        if tasks.is_empty() {
-            finish_job(&mut tx, job_id).await?;
-        }
+        let ended = if tasks.is_empty() {
+            Some(finish_job(&mut tx, job_id).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        self.ends.succeeded(ended);
         Ok(ids)
     }
 
@@ -339,10 +353,13 @@ impl PgStore {
             enqueue(&mut tx, INTERACTIVE_QUEUE, id, job_id).await?;
             finished = false;
         }
-        if finished {
-            finish_job(&mut tx, job_id).await?;
-        }
+        let ended = if finished {
+            Some(finish_job(&mut tx, job_id).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        self.ends.succeeded(ended);
         Ok(Completion::Counted { job_id, finished })
     }
 
@@ -394,16 +411,16 @@ impl PgStore {
             tx.commit().await?;
             return Ok(false);
         }
-        sqlx::query(
+        let seconds: f64 = sqlx::query_scalar(
             "UPDATE jobs SET state = $2, error_code = $3, error_message = $4,
                     finished_at = now(), updated_at = now()
-             WHERE id = $1",
+             WHERE id = $1 RETURNING EXTRACT(EPOCH FROM finished_at - created_at)::float8",
         )
         .bind(job_id)
         .bind(state)
         .bind(error.map(|e| e.0))
         .bind(error.map(|e| e.1))
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         sqlx::query("UPDATE tasks SET state = 'cancelled' WHERE job_id = $1 AND state = 'pending'")
             .bind(job_id)
@@ -411,6 +428,7 @@ impl PgStore {
             .await?;
         start_next(&mut tx, job_id).await?;
         tx.commit().await?;
+        self.ends.observe(state, seconds);
         Ok(true)
     }
 
@@ -680,6 +698,23 @@ impl PgStore {
         tx.commit().await?;
         Ok(sent.len())
     }
+
+    /// The outbox messages not published yet, and how long the oldest has waited.
+    pub async fn outbox_backlog(&self) -> StoreResult<OutboxBacklog> {
+        let row = sqlx::query(
+            "SELECT count(*) AS messages,
+                    coalesce(EXTRACT(EPOCH FROM now() - (
+                        SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1
+                    ))::float8, 0) AS oldest
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxBacklog {
+            messages: row.try_get("messages")?,
+            oldest_age_seconds: row.try_get::<f64, _>("oldest")?.max(0.0),
+        })
+    }
 }
 
 /// Checks a new layer's name and zoom range.
@@ -861,14 +896,15 @@ pub(crate) async fn lock_job(
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))
 }
 
-/// Ends a job in success and publishes its layer version.
-async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<()> {
-    sqlx::query(
+/// Ends a job in success and publishes its layer version; the seconds since
+/// the job was created.
+async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreResult<f64> {
+    let seconds = sqlx::query_scalar(
         "UPDATE jobs SET state = 'succeeded', stage = 'finished', finished_at = now(), updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 RETURNING EXTRACT(EPOCH FROM finished_at - created_at)::float8",
     )
     .bind(job_id)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
     sqlx::query(
         "UPDATE layers SET published_version = j.version, updated_at = now()
@@ -878,7 +914,7 @@ async fn finish_job(tx: &mut Transaction<'_, Postgres>, job_id: Uuid) -> StoreRe
     .execute(&mut **tx)
     .await?;
     start_next(tx, job_id).await?;
-    Ok(())
+    Ok(seconds)
 }
 
 /// A layer that cannot be deleted yet.

@@ -20,7 +20,10 @@ mod sink;
 pub use change::{Applied, Edit, mask, merge_tasks, partial, plan_change, tiles_in};
 pub use farm::{DEFAULT_MAX_JOB_TILES, Farm, FarmConfig, TaskError, TaskRun};
 pub use invalidate::{ChangedTiles, InvalidationConfig};
-pub use metrics::{ByKind, Drain, KindLabel, WorkerMetrics, metrics_router, serve_worker_endpoint};
+pub use metrics::{
+    ByKind, Drain, KindLabel, WorkerMetrics, metrics_router, openmetrics, register_store_metrics,
+    serve_worker_endpoint,
+};
 pub use objects::{DEFAULT_CACHE_CONTROL, Objects, OpenError};
 pub use plan::{
     BLOCK_MIN_TILES, BLOCK_SIDE, BLOCK_TILES, OverBudget, PlannedMeta, RenderPlan, blocks_of,

@@ -1,9 +1,11 @@
 //! A worker's own HTTP endpoint (`tilefarm worker --metrics-listen`):
 //! `/metrics` for Prometheus, `/healthz` for a liveness probe, and `/drain`,
 //! the hook a pod's `preStop` calls: it stops the worker taking work and
-//! answers once the tasks in hand are finished.
+//! answers once the tasks in hand are finished. Also what every process's
+//! `/metrics` has of the job store ([`register_store_metrics`]).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tilefarm_queue::JobStore;
 use tokio_util::sync::CancellationToken;
 
 /// The kind of a task (`ingest`, `edit`, `render`, `invalidate`), as a label.
@@ -93,8 +96,8 @@ impl WorkerMetrics {
         histogram.observe(took.as_secs_f64());
     }
 
-    fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("tilefarm_worker");
+    /// Registers every metric in `r` (the scrape's `tilefarm_worker` part).
+    fn register(&self, r: &mut Registry) {
         r.register(
             "slots",
             "Tasks this worker runs at once (--concurrency)",
@@ -170,15 +173,51 @@ impl WorkerMetrics {
             "Layer versions this worker's cache holds",
             self.layer_cache_layers.clone(),
         );
-        r
     }
+}
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        encode(&mut text, &self.registry()).expect("writing to a string");
-        text
+/// Adds what the job store tells of the farm to a scrape (`registry` with the
+/// prefix `tilefarm`): the durations of the jobs this process's store ended,
+/// by outcome, and the outbox's backlog (left out when the store does not
+/// answer). The backlog is the farm's, the same in every process.
+pub async fn register_store_metrics(registry: &mut Registry, store: &JobStore) {
+    registry.register(
+        "job_duration_seconds",
+        "Seconds from a job's creation to its end, by outcome, for the jobs this process ended",
+        store.job_ends().durations(),
+    );
+    match store.outbox_backlog().await {
+        Ok(backlog) => {
+            let (messages, age) = (Gauge::<i64>::default(), Gauge::<f64, AtomicU64>::default());
+            messages.set(backlog.messages);
+            age.set(backlog.oldest_age_seconds);
+            registry.register(
+                "outbox_backlog",
+                "Task messages in the outbox that no relay has published to the broker yet",
+                messages,
+            );
+            registry.register(
+                "outbox_oldest_age_seconds",
+                "Seconds the oldest unpublished outbox message has waited (0 when there is none)",
+                age,
+            );
+        }
+        Err(e) => tracing::debug!("no outbox figures for this scrape: {e}"),
     }
+}
+
+/// A scrape's answer: `registry` in the OpenMetrics text format.
+pub fn openmetrics(registry: &Registry) -> Response {
+    let mut text = String::new();
+    encode(&mut text, registry).expect("writing to a string");
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// How a worker is stopped from outside and tells that it has stopped.
@@ -193,27 +232,38 @@ pub struct Drain {
 #[derive(Clone, Debug)]
 struct EndpointState {
     metrics: Arc<WorkerMetrics>,
+    store: Option<JobStore>,
     drain: Drain,
 }
 
-/// The endpoint's routes.
-pub fn metrics_router(metrics: Arc<WorkerMetrics>, drain: Drain) -> Router {
+/// The endpoint's routes. With `store`, `/metrics` has the job store's figures
+/// too ([`register_store_metrics`]): give it where no API in the same process
+/// serves them.
+pub fn metrics_router(
+    metrics: Arc<WorkerMetrics>,
+    store: Option<JobStore>,
+    drain: Drain,
+) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(healthz))
         .route("/drain", get(drain_worker).post(drain_worker))
-        .with_state(EndpointState { metrics, drain })
+        .with_state(EndpointState {
+            metrics,
+            store,
+            drain,
+        })
 }
 
 async fn serve_metrics(State(state): State<EndpointState>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+    let mut registry = Registry::with_prefix("tilefarm");
+    state
+        .metrics
+        .register(registry.sub_registry_with_prefix("worker"));
+    if let Some(store) = &state.store {
+        register_store_metrics(&mut registry, store).await;
+    }
+    openmetrics(&registry)
 }
 
 async fn healthz(State(state): State<EndpointState>) -> Response {
@@ -240,10 +290,11 @@ async fn drain_worker(State(state): State<EndpointState>) -> Response {
 pub async fn serve_worker_endpoint(
     listener: tokio::net::TcpListener,
     metrics: Arc<WorkerMetrics>,
+    store: Option<JobStore>,
     drain: Drain,
 ) -> std::io::Result<()> {
     let drained = drain.drained.clone();
-    axum::serve(listener, metrics_router(metrics, drain))
+    axum::serve(listener, metrics_router(metrics, store, drain))
         .with_graceful_shutdown(async move { drained.cancelled().await })
         .await
 }
