@@ -122,16 +122,11 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("tiles");
     let started = Instant::now();
-    let bare_tiles = bare_render(&data, lo..=hi, args.threads, &|| {
-        let sink = DirSink::new(&root, false)?;
-        Ok(Box::new(AsTheFarm::new(sink, {
-            let root = root.clone();
-            move |bytes: Vec<u8>| {
-                std::fs::write(root.join("regions.bin"), bytes).context("regions.bin")
-            }
-        })))
-    })
-    .await?;
+    let sink = AsTheFarm::new(DirSink::new(&root, false)?, {
+        let root = root.clone();
+        move |bytes: Vec<u8>| std::fs::write(root.join("regions.bin"), bytes).context("regions.bin")
+    });
+    let bare_tiles = bare_render(&data, lo..=hi, args.threads, Box::new(sink)).await?;
     let bare_dir = started.elapsed();
     eprintln!(
         "bare render to a folder: {:.2} s ({bare_tiles} tiles encoded)",
@@ -149,17 +144,14 @@ async fn run(args: Args, data: PathBuf, tilefarm: PathBuf) -> Result<()> {
     );
     let handle = tokio::runtime::Handle::current();
     let started = Instant::now();
-    bare_render(&data, lo..=hi, args.threads, &|| {
-        let prefix = object_store::path::Path::from("bare");
-        let sink = ObjectStoreSink::new(bucket.clone(), prefix.clone(), handle.clone())
-            .with_http_headers(tilefarm_worker::DEFAULT_CACHE_CONTROL);
-        let (bucket, handle) = (bucket.clone(), handle.clone());
-        Ok(Box::new(AsTheFarm::new(sink, move |bytes: Vec<u8>| {
-            handle.block_on(bucket.put(&prefix.clone().join("regions.bin"), bytes.into()))?;
-            Ok(())
-        })))
-    })
-    .await?;
+    let prefix = object_store::path::Path::from("bare");
+    let tiles = ObjectStoreSink::new(bucket.clone(), prefix.clone(), handle.clone())
+        .with_http_headers(tilefarm_worker::DEFAULT_CACHE_CONTROL);
+    let sink = AsTheFarm::new(tiles, move |bytes: Vec<u8>| {
+        handle.block_on(bucket.put(&prefix.clone().join("regions.bin"), bytes.into()))?;
+        Ok(())
+    });
+    bare_render(&data, lo..=hi, args.threads, Box::new(sink)).await?;
     let bare = started.elapsed();
     eprintln!("bare render to S3: {:.2} s", bare.as_secs_f64());
 
@@ -309,18 +301,15 @@ impl<S: TileSink, W: Fn(Vec<u8>) -> Result<()> + Sync> TileSink for AsTheFarm<S,
     }
 }
 
-type BoxedSink = Box<dyn TileSink + Send>;
-
 /// Reads `data` and renders `zooms` with `--skip-empty` on `threads` threads
-/// into the sink `make` gives, as `tilefarm render` does: the tiles encoded
-/// (drawn and of more than one colour).
+/// into `sink`, as `tilefarm render` does: the tiles encoded (drawn and of
+/// more than one colour).
 async fn bare_render(
     data: &Path,
     zooms: RangeInclusive<u8>,
     threads: usize,
-    make: &(dyn Fn() -> Result<BoxedSink> + Sync),
+    sink: Box<dyn TileSink + Send>,
 ) -> Result<u64> {
-    let sink = make()?;
     let data = data.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<u64> {
         let features = tilefarm_formats::read_path(&data, &Default::default())?

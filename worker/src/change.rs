@@ -220,11 +220,26 @@ pub fn plan_change(
             }
         }
     }
-    // Deep zooms first, as a full render goes.
-    blocks_of(render, metatile)
+    replacing(render, metatile)
+}
+
+/// Tasks that replace `tiles`, gathered into blocks (see [`blocks_of`]), deep
+/// zooms first as a full render goes.
+fn replacing(tiles: impl IntoIterator<Item = TileId>, metatile: u32) -> Vec<RenderTask> {
+    blocks_of(tiles, metatile)
         .into_iter()
         .map(|b| partial(b.meta, &b.tiles, true))
         .collect()
+}
+
+/// The block of tiles a render task covers.
+pub fn block(task: &RenderTask) -> MetaTile {
+    MetaTile {
+        z: task.z,
+        x: task.x,
+        y: task.y,
+        n: task.n,
+    }
 }
 
 /// A task that renders `tiles` of `meta`.
@@ -255,20 +270,9 @@ pub fn merge_tasks(
     let tiles: BTreeSet<TileId> = tasks
         .iter()
         .chain(&extra)
-        .flat_map(|t| {
-            let block = MetaTile {
-                z: t.z,
-                x: t.x,
-                y: t.y,
-                n: t.n,
-            };
-            tiles_in(block, t.dirty.as_deref())
-        })
+        .flat_map(|t| tiles_in(block(t), t.dirty.as_deref()))
         .collect();
-    blocks_of(tiles, metatile)
-        .into_iter()
-        .map(|b| partial(b.meta, &b.tiles, true))
-        .collect()
+    replacing(tiles, metatile)
 }
 
 /// The bit mask of `tiles` within `meta`: one bit per tile, row by row, lowest
@@ -396,12 +400,6 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].tiles, 64);
         assert!(all[0].replaces);
-        let block = MetaTile {
-            z: all[0].z,
-            x: all[0].x,
-            y: all[0].y,
-            n: all[0].n,
-        };
-        assert_eq!(tiles_in(block, all[0].dirty.as_deref()), every);
+        assert_eq!(tiles_in(block(&all[0]), all[0].dirty.as_deref()), every);
     }
 }

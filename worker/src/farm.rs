@@ -17,7 +17,7 @@ use tilefarm_renderer::{
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::change::{Edit, merge_tasks, partial, plan_change, tiles_in};
+use crate::change::{Edit, block, merge_tasks, partial, plan_change, tiles_in};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::metrics::WorkerMetrics;
 use crate::objects::Objects;
@@ -489,16 +489,8 @@ impl Farm {
         let mut paths: Vec<String> = tasks
             .iter()
             .filter(|t| t.replaces)
-            .flat_map(|t| {
-                let meta = MetaTile {
-                    z: t.z,
-                    x: t.x,
-                    y: t.y,
-                    n: t.n,
-                };
-                // A task that never recorded what it changed changed nothing.
-                tiles_in(meta, Some(t.changed.as_deref().unwrap_or_default()))
-            })
+            // A task that never recorded what it changed changed nothing.
+            .flat_map(|t| tiles_in(block(t), Some(t.changed.as_deref().unwrap_or_default())))
             .map(|t| format!("/tiles/{}/{}/{}/{}.png", ctx.layer_id, t.z, t.x, t.y))
             .collect();
         paths.sort();

@@ -17,7 +17,7 @@ mod pyramid;
 mod run;
 mod sink;
 
-pub use change::{Applied, Edit, mask, merge_tasks, partial, plan_change, tiles_in};
+pub use change::{Applied, Edit, block, mask, merge_tasks, partial, plan_change, tiles_in};
 pub use farm::{DEFAULT_MAX_JOB_TILES, Farm, FarmConfig, TaskError, TaskRun};
 pub use invalidate::{ChangedTiles, InvalidationConfig};
 pub use metrics::{
@@ -32,8 +32,8 @@ pub use plan::{
 pub use pmtiles::PmTilesSink;
 pub use pyramid::{
     MetaTileReport, PyramidOptions, RenderError, RenderedTile, Summary, TileWork, UniformPngs,
-    check_options, draw_squares, parse_zoom_range, render_metatile_into, render_pyramid,
-    render_tiles, render_tiles_into, render_tiles_measured,
+    check_options, parse_zoom_range, render_metatile_into, render_pyramid, render_tiles,
+    render_tiles_into, render_tiles_measured,
 };
 pub use run::{BrokerConfig, run_local_relay, run_local_worker, run_relay, run_worker};
 pub use sink::{DirSink, ObjectStoreSink, SinkError, SinkResult, TileSink};

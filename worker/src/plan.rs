@@ -24,7 +24,7 @@ pub const BLOCK_SIDE: u32 = 256;
 /// A square block of tiles and the ones in it that a render draws (sorted):
 /// one render task. Deep zooms, where edges are far apart, gather sparse
 /// tiles into wide blocks; the worker draws them a metatile or less at a time
-/// ([`crate::draw_squares`]).
+/// ([`crate::pyramid::metatiles_of`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedMeta {
     pub meta: MetaTile,

@@ -224,7 +224,7 @@ pub fn render_metatile_into(
     Ok(report)
 }
 
-/// Draws `tiles` of block `block` (see [`draw_squares`]) and hands them to
+/// Draws `tiles` of block `block` (see [`metatiles_of`]) and hands them to
 /// `sink`, leaving transparent ones out: one planned block of a render.
 pub fn render_tiles_into(
     zl: &ZoomLayer,
@@ -236,7 +236,7 @@ pub fn render_tiles_into(
 ) -> Result<MetaTileReport, RenderError> {
     let (rendered, work) = render_tiles_measured(zl, block, tiles, metatile, pngs)?;
     let mut report = MetaTileReport {
-        drawn: work.squares,
+        drawn: work.metatiles,
         uniform: work.one_colour,
         encoded: tiles.len() as u64 - work.one_colour,
         ..Default::default()
@@ -279,8 +279,8 @@ pub struct TileWork {
     pub encode: Duration,
     /// Tiles of one colour (transparent ones among them): no encode of their own.
     pub one_colour: u64,
-    /// Metatiles drawn (see [`draw_squares`]).
-    pub squares: u64,
+    /// Metatiles drawn (see [`metatiles_of`]).
+    pub metatiles: u64,
 }
 
 /// The metatiles to draw for `tiles` of `block`, each with its tiles: the
@@ -288,20 +288,20 @@ pub struct TileWork {
 /// some of them. A tile is always drawn in the same metatile, whichever of
 /// its neighbours a task wants, so a change gives exactly the bytes a full
 /// render does (wide strokes' anti-aliasing depends a little on the canvas).
-pub fn draw_squares(
+pub fn metatiles_of(
     block: MetaTile,
     tiles: &[TileId],
     metatile: u32,
 ) -> Vec<(MetaTile, Vec<TileId>)> {
-    let mut squares: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
+    let mut metatiles: BTreeMap<MetaTile, Vec<TileId>> = BTreeMap::new();
     for &t in tiles {
         debug_assert!(block.contains(t), "{t:?} is not in block {block}");
-        squares
+        metatiles
             .entry(MetaTile::containing(t, metatile))
             .or_default()
             .push(t);
     }
-    squares.into_iter().collect()
+    metatiles.into_iter().collect()
 }
 
 /// [`render_tiles`], saying what the work took. The tiles come back
@@ -316,11 +316,11 @@ pub fn render_tiles_measured(
     let ts = zl.tile_size();
     let mut work = TileWork::default();
     let mut out = Vec::with_capacity(tiles.len());
-    for (square, tiles) in draw_squares(block, tiles, metatile) {
+    for (meta, tiles) in metatiles_of(block, tiles, metatile) {
         let started = Instant::now();
-        let rendered = render_metatile(zl, square);
+        let rendered = render_metatile(zl, meta);
         work.render += started.elapsed();
-        work.squares += 1;
+        work.metatiles += 1;
         let started = Instant::now();
         for t in tiles {
             let image = rendered.tile(t);
@@ -456,10 +456,10 @@ mod tests {
             .into_iter()
             .map(|(x, y)| TileId { z: 12, x, y })
             .collect();
-        let squares = draw_squares(block, &tiles, 8);
+        let metatiles = metatiles_of(block, &tiles, 8);
         let at = |x, y| MetaTile { z: 12, x, y, n: 8 };
         assert_eq!(
-            squares,
+            metatiles,
             vec![
                 (at(256, 512), vec![tiles[0], tiles[1]]),
                 (at(264, 512), vec![tiles[2]]),
@@ -474,6 +474,6 @@ mod tests {
             n: 2,
         };
         let one = [TileId { z: 1, x: 1, y: 1 }];
-        assert_eq!(draw_squares(world, &one, 8), vec![(world, one.to_vec())]);
+        assert_eq!(metatiles_of(world, &one, 8), vec![(world, one.to_vec())]);
     }
 }
