@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tilefarm_queue::DEEPEST_ZOOM;
 use tilefarm_renderer::{MAX_LATITUDE, lonlat_to_unit};
 
 use crate::jobs::parse_id;
@@ -64,10 +65,10 @@ pub async fn at(
         ));
     };
     let zoom = q.zoom.unwrap_or(f64::from(layer.max_zoom));
-    if !(0.0..=24.0).contains(&zoom) {
+    if !(0.0..=f64::from(DEEPEST_ZOOM)).contains(&zoom) {
         return Err(ApiError::bad_request(
             "invalid_zoom",
-            format!("zoom={zoom} is not within 0-24"),
+            format!("zoom={zoom} is not within 0-{DEEPEST_ZOOM}"),
         ));
     }
     let key = state.objects.prepared_key(layer_id, version);

@@ -11,10 +11,13 @@ use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tilefarm_formats::Edit;
 use tilefarm_formats::{Crs, ReadOptions, SNIFF_LEN, sniff};
-use tilefarm_queue::{ChangeKind, LayerInfo, NewLayer};
+use tilefarm_objects::Objects;
+use tilefarm_queue::{
+    ChangeKind, LayerInfo, MAX_LAYER_NAME, NewLayer, check_layer_name, parse_zoom_range,
+};
 use tilefarm_renderer::Style;
-use tilefarm_worker::{Edit, Objects, parse_zoom_range};
 use uuid::Uuid;
 
 use crate::jobs::{job_json, parse_id};
@@ -99,14 +102,14 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
 fn check_upload(q: &UploadQuery, headers: &HeaderMap, max_zoom: u8) -> ApiResult<NewLayer> {
     check_content_type(headers)?;
     let name = q.name.as_deref().unwrap_or("").trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    if check_layer_name(name).is_err() {
         return Err(ApiError::bad_request(
             "invalid_name",
-            "give the layer a name of 1 to 200 characters: ?name=...",
+            format!("give the layer a name of 1 to {MAX_LAYER_NAME} characters: ?name=..."),
         ));
     }
     let (min_zoom, max_zoom_asked) = parse_zoom_range(q.zooms.as_deref().unwrap_or("0-5"))
-        .map_err(|m| ApiError::bad_request("invalid_zooms", m))?;
+        .map_err(|m| ApiError::bad_request("invalid_zooms", m.to_string()))?;
     if max_zoom_asked > max_zoom {
         return Err(ApiError::bad_request(
             "invalid_zooms",

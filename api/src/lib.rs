@@ -26,8 +26,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use tilefarm_objects::Objects;
+use tilefarm_queue::BrokerConfig;
 use tilefarm_queue::{JobStore, LocalQueue};
-use tilefarm_worker::{BrokerConfig, Objects};
 
 pub use error::{ApiError, ApiResult};
 pub use forwarded::parse_trusted;
@@ -65,7 +66,7 @@ impl Default for ApiConfig {
             token: None,
             max_upload_bytes: 256 << 20,
             max_zoom: 18,
-            cache_control: tilefarm_worker::DEFAULT_CACHE_CONTROL.into(),
+            cache_control: tilefarm_objects::DEFAULT_CACHE_CONTROL.into(),
             tile_size: 256,
             cors_origins: vec!["*".into()],
             trusted_proxies: Vec::new(),

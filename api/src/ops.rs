@@ -12,7 +12,7 @@ use object_store::ObjectStoreExt;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use tilefarm_queue::{Broker, DEAD_QUEUE, WORK_QUEUES};
-use tilefarm_worker::BrokerConfig;
+use tilefarm_queue::{BrokerConfig, OPENMETRICS_CONTENT_TYPE, openmetrics_text};
 
 use crate::{AppState, Transport};
 
@@ -218,8 +218,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "1 when the queues could be read from the broker at this scrape",
         broker_up,
     );
-    tilefarm_worker::register_store_metrics(&mut registry, &state.store).await;
-    tilefarm_worker::openmetrics(&registry)
+    state.store.register_metrics(&mut registry).await;
+    (
+        [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        openmetrics_text(&registry),
+    )
+        .into_response()
 }
 
 /// The page, built from `web/` by `npm run build` (Leaflet and the page's

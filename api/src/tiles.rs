@@ -10,8 +10,9 @@ use object_store::ObjectStoreExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tilefarm_objects::Objects;
+use tilefarm_renderer::UniformPngs;
 use tilefarm_renderer::{Regions, TileId, tiles_per_side};
-use tilefarm_worker::{Objects, UniformPngs};
 use uuid::Uuid;
 
 use crate::jobs::parse_id;
@@ -163,7 +164,7 @@ pub async fn tile(
     };
     let tag = etag(&png);
     let cache = HeaderValue::from_str(&state.config.cache_control).unwrap_or(
-        HeaderValue::from_static(tilefarm_worker::DEFAULT_CACHE_CONTROL),
+        HeaderValue::from_static(tilefarm_objects::DEFAULT_CACHE_CONTROL),
     );
     let tag_value = HeaderValue::from_str(&tag).expect("hex");
     let not_modified = headers

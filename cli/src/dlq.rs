@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use tilefarm_queue::{Broker, DEAD_QUEUE, DeadLetter, PgStore, Replayed};
+use tilefarm_queue::{Broker, DEAD_QUEUE, DeadLetter, JobStore, Replayed};
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
@@ -74,7 +74,7 @@ pub fn run(args: DlqArgs) -> Result<()> {
     })
 }
 
-async fn connect(servers: &Servers) -> Result<(PgStore, Broker)> {
+async fn connect(servers: &Servers) -> Result<(JobStore, Broker)> {
     let store = crate::migrate::connect_store(&servers.database).await?;
     let broker = Broker::connect_existing(&servers.amqp)
         .await
@@ -121,7 +121,7 @@ fn table(letters: &[DeadLetter]) -> String {
     for l in letters {
         let kind = match l.metatile {
             Some((z, x, y, _)) => format!("{} {z}/{x}/{y}", l.kind),
-            None => l.kind.clone(),
+            None => l.kind.to_string(),
         };
         rows.push([
             l.task_id.to_string(),
@@ -200,7 +200,7 @@ mod tests {
             task_id: Uuid::nil(),
             job_id: Uuid::max(),
             layer_id: Uuid::nil(),
-            kind: "render".into(),
+            kind: tilefarm_queue::TaskKind::Render,
             metatile: Some((3, 1, 2, 8)),
             reason: "a task failed 4 times;\nthe last error: gone".into(),
             attempts: 4,
@@ -208,7 +208,7 @@ mod tests {
             last_failure: "2026-12-02T01:02:03Z".parse().ok(),
             dead_at: "2026-12-02T01:02:03Z".parse().unwrap(),
             replays: 0,
-            job_state: "failed".into(),
+            job_state: tilefarm_queue::JobState::Failed,
         };
         let text = table(&[letter]);
         let lines: Vec<&str> = text.lines().collect();

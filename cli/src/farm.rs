@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use tilefarm_api::{ApiConfig, AppState, ServerLimits, Transport};
-use tilefarm_queue::{JobStore, LocalQueue, QueuePolicy, SqliteStore};
+use tilefarm_queue::{JobStore, LocalQueue, QueuePolicy};
 use tilefarm_worker::{
     BrokerConfig, Drain, Farm, FarmConfig, Objects, run_local_relay, run_local_worker, run_relay,
     run_worker, serve_worker_endpoint,
@@ -190,7 +190,7 @@ async fn connect(args: &FarmArgs, allow_embedded: bool) -> Result<Parts> {
     let objects =
         Objects::open(store, args.s3_endpoint.as_deref())?.with_cache_control(&args.cache_control);
     Ok(Parts {
-        store: db.into(),
+        store: db,
         objects,
         transport: Transport::Broker(BrokerConfig {
             url: amqp.clone(),
@@ -203,7 +203,7 @@ async fn embedded(args: &FarmArgs) -> Result<Parts> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db_path = dir.join("jobs.sqlite");
-    let store = SqliteStore::open(&db_path)
+    let store = JobStore::open_sqlite(&db_path)
         .await
         .with_context(|| format!("cannot open the job store {}", db_path.display()))?;
     let requeued = store.requeue_pending().await?;
@@ -218,7 +218,7 @@ async fn embedded(args: &FarmArgs) -> Result<Parts> {
         dir.join("store").display()
     );
     Ok(Parts {
-        store: store.into(),
+        store,
         objects,
         transport: Transport::Local(LocalQueue::new(policy(args).retry_delays)),
     })

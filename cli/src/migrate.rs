@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sqlx::Connection;
-use tilefarm_queue::{MIGRATOR, PgStore};
+use tilefarm_queue::{JobStore, MIGRATOR};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -40,8 +40,8 @@ pub fn run(args: MigrateArgs) -> Result<()> {
 
 /// Connects to the job store, saying plainly when its database is missing
 /// and what creates it.
-pub async fn connect_store(url: &str) -> Result<PgStore> {
-    match PgStore::connect(url).await {
+pub async fn connect_store(url: &str) -> Result<JobStore> {
+    match JobStore::connect_postgres(url).await {
         Ok(store) => Ok(store),
         Err(tilefarm_queue::StoreError::Database(e))
             if code(&e).as_deref() == Some(UNDEFINED_DATABASE) =>

@@ -135,8 +135,11 @@ fn parse_tile(s: &str) -> Result<TileId, String> {
         x.parse().map_err(|_| bad())?,
         y.parse().map_err(|_| bad())?,
     );
-    if z > 24 {
-        return Err(format!("zoom {z} is deeper than the deepest supported, 24"));
+    if z > tilefarm_queue::DEEPEST_ZOOM {
+        return Err(format!(
+            "zoom {z} is deeper than the deepest supported, {}",
+            tilefarm_queue::DEEPEST_ZOOM
+        ));
     }
     TileId::new(z, x, y).ok_or_else(|| format!("{s}: x and y must be below 2^{z} at zoom {z}"))
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
+use tilefarm_queue::JobState;
 
 use crate::progress::Progress;
 
@@ -228,7 +229,7 @@ async fn follow(http: &reqwest::Client, server: &str, job: &str, layer: &str) ->
                 *shown = done;
             }
         }
-        if !matches!(status["state"].as_str(), Some("queued" | "running")) {
+        if !job_state(&status).is_some_and(JobState::is_live) {
             break status;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -236,8 +237,8 @@ async fn follow(http: &reqwest::Client, server: &str, job: &str, layer: &str) ->
     if let Some((bar, _)) = &progress {
         bar.finish();
     }
-    match last["state"].as_str() {
-        Some("succeeded") => {
+    match job_state(&last) {
+        Some(JobState::Succeeded) => {
             println!(
                 "job succeeded: {} tiles in {:.1} s\nTileJSON: {server}/v1/layers/{layer}/tilejson\nmap:      {server}/?layer={layer}",
                 last["progress"]["total"],
@@ -253,4 +254,9 @@ async fn follow(http: &reqwest::Client, server: &str, job: &str, layer: &str) ->
         ),
         None => bail!("the server's job status has no state: {last}"),
     }
+}
+
+/// The state in a job status from the API, if it has a known one.
+fn job_state(status: &Value) -> Option<JobState> {
+    status["state"].as_str()?.parse().ok()
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{BUCKET, Farm, PREFIX, sample};
-use tilefarm_queue::{Broker, ChangeKind, DEAD_QUEUE, NewLayer, PgStore, RenderTask, Upload};
+use tilefarm_queue::{Broker, ChangeKind, DEAD_QUEUE, JobStore, NewLayer, RenderTask, Upload};
 use tilefarm_renderer::{Layer, Style};
 
 /// A job planned straight into the store, as an ingest would plan it, whose
@@ -23,7 +23,7 @@ struct Unready {
 }
 
 async fn plan_without_data(
-    store: &PgStore,
+    store: &JobStore,
     name: &str,
     file: &str,
     zooms: RangeInclusive<u8>,

@@ -13,6 +13,7 @@ mod collect;
 mod crs;
 mod csv_text;
 mod detect;
+mod edit;
 mod fgb;
 mod gpkg;
 mod kml;
@@ -29,6 +30,7 @@ use tilefarm_renderer::{InputError, OnInvalid, ReadReport, read_geojson};
 
 pub use crs::Crs;
 pub use detect::{Format, SNIFF_LEN, Sniffed, sniff};
+pub use edit::{Applied, Edit};
 pub use summary::{Skipped, Summary};
 
 /// How to read an upload. Everything but `on_invalid` can come from the

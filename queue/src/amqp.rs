@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::job_store::JobStore;
-use crate::store::{INGEST_QUEUE, INTERACTIVE_QUEUE, RENDER_QUEUE};
+use crate::model::{INGEST_QUEUE, INTERACTIVE_QUEUE, RENDER_QUEUE};
 
 /// Where messages past their delivery limit (or rejected) end up.
 pub const DEAD_QUEUE: &str = "tilefarm.dead";
@@ -356,6 +356,24 @@ pub struct TaskMessage {
     /// message was sent (left out when never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replay: i32,
+}
+
+/// Where the broker is and how its queues behave.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub url: String,
+    pub policy: QueuePolicy,
+}
+
+impl TaskMessage {
+    /// A task's first message: it has never been replayed.
+    pub fn new(task: Uuid, job: Uuid) -> TaskMessage {
+        TaskMessage {
+            task,
+            job,
+            replay: 0,
+        }
+    }
 }
 
 fn is_zero(n: &i32) -> bool {

@@ -2,7 +2,7 @@
 //! serve` with no broker configured. Retries wait out the same backoff delays;
 //! a task past its last retry lands in the dead-letter list. What the queue
 //! holds is lost with the process, so at start-up the embedded store sends every
-//! pending task again (see `SqliteStore::requeue_pending`).
+//! pending task again (see `JobStore::requeue_pending`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

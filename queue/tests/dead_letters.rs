@@ -2,11 +2,16 @@
 //! replayed.
 
 use serde_json::json;
-use tilefarm_queue::{NewLayer, RenderTask, Replayed, TaskMessage};
+use tilefarm_queue::{JobState, NewLayer, RenderTask, Replayed, TaskMessage};
 use uuid::Uuid;
 
 mod common;
 use common::TestDb;
+
+on_both_stores!(
+    a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale,
+    a_job_that_ended_another_way_is_not_replayed,
+);
 
 /// A job planned into three render tasks of 4 tiles each.
 async fn planned(db: &TestDb) -> (Uuid, Vec<Uuid>) {
@@ -35,9 +40,7 @@ async fn planned(db: &TestDb) -> (Uuid, Vec<Uuid>) {
     (up.job_id, ids)
 }
 
-#[tokio::test]
-async fn a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale() {
-    let db = TestDb::new().await;
+async fn a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale(db: TestDb) {
     let store = &db.store;
     let (job, ids) = planned(&db).await;
     store.complete_task(ids[0]).await.unwrap();
@@ -64,7 +67,7 @@ async fn a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale() {
     assert_eq!((letter.task_id, letter.job_id), (ids[1], job));
     assert_eq!((letter.attempts, letter.reason.as_str()), (2, "it failed"));
     assert_eq!(letter.metatile, Some((2, 1, 0, 2)));
-    assert_eq!(letter.job_state, "failed");
+    assert_eq!(letter.job_state, JobState::Failed);
     let (first, last) = (letter.first_failure.unwrap(), letter.last_failure.unwrap());
     assert!(first <= last && last <= letter.dead_at, "{letter:?}");
     assert!(
@@ -87,14 +90,10 @@ async fn a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale() {
         }]
     );
     let status = store.job(job).await.unwrap().unwrap();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, JobState::Running);
     assert_eq!((status.error_code, status.finished_at), (None, None));
     assert_eq!(status.tiles_done, 4, "the tiles done still count");
-    let sent: Vec<serde_json::Value> =
-        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id DESC LIMIT 2")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let sent: Vec<serde_json::Value> = db.outbox().await.into_iter().map(|m| m.1).collect();
     for task in &ids[1..] {
         let message = json!({"task": task, "job": job, "replay": 1});
         assert!(sent.contains(&message), "{sent:?}");
@@ -135,16 +134,11 @@ async fn a_replay_runs_the_failed_job_again_and_makes_the_old_letters_stale() {
     store.complete_task(ids[1]).await.unwrap();
     store.complete_task(ids[2]).await.unwrap();
     let status = store.job(job).await.unwrap().unwrap();
-    assert_eq!(
-        (status.state.as_str(), status.tiles_done),
-        ("succeeded", 12)
-    );
+    assert_eq!((status.state, status.tiles_done), (JobState::Succeeded, 12));
     db.drop().await;
 }
 
-#[tokio::test]
-async fn a_job_that_ended_another_way_is_not_replayed() {
-    let db = TestDb::new().await;
+async fn a_job_that_ended_another_way_is_not_replayed(db: TestDb) {
     let store = &db.store;
     let (job, ids) = planned(&db).await;
     assert!(
@@ -159,7 +153,10 @@ async fn a_job_that_ended_another_way_is_not_replayed() {
     let why = replayed[0].skipped.as_deref().unwrap();
     assert!(why.contains("cancelled"), "{why}");
     assert_eq!(replayed[0].queued, 0);
-    assert_eq!(store.job(job).await.unwrap().unwrap().state, "cancelled");
+    assert_eq!(
+        store.job(job).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
     assert_eq!(
         store.dead_letters(None).await.unwrap().len(),
         1,

@@ -1,19 +1,34 @@
-//! The job store against a real PostgreSQL, each test on a database of its own.
+//! The job store's contract, run against both of its databases: PostgreSQL
+//! (each test on a database of its own) and SQLite (each on a file of its own).
 //!
-//! The server is `TILEFARM_TEST_DATABASE_URL` (default
+//! The PostgreSQL server is `TILEFARM_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts it.
 
 use std::collections::HashSet;
 
 use serde_json::json;
 use tilefarm_queue::{
-    ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, NewLayer, PgStore, RENDER_QUEUE,
-    RenderTask, StoreError, Upload,
+    ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, JobKind, JobState, JobStore, NewLayer,
+    RENDER_QUEUE, RenderTask, Stage, StoreError, TaskKind, Upload,
 };
 use uuid::Uuid;
 
 mod common;
 use common::TestDb;
+
+on_both_stores!(
+    migrations_apply_once_and_again_harmlessly,
+    an_upload_is_a_queued_job_with_its_message_in_the_outbox,
+    bad_layers_are_refused_and_leave_nothing_behind,
+    progress_rises_once_per_task_and_ends_exactly_at_the_total,
+    concurrent_and_repeated_completions_count_each_task_once,
+    a_cancelled_job_drops_its_remaining_tasks,
+    a_failed_job_says_why,
+    relays_send_every_message_once_and_keep_what_was_not_confirmed,
+    changes_to_a_layer_run_one_at_a_time_in_order,
+    a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job,
+    a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way,
+);
 
 fn layer(name: &str) -> NewLayer {
     NewLayer {
@@ -52,31 +67,24 @@ async fn planned(db: &TestDb, count: u32, tiles: u32) -> (Upload, Vec<Uuid>) {
     (up, ids)
 }
 
-async fn outbox(db: &TestDb) -> Vec<(String, serde_json::Value)> {
-    sqlx::query_as("SELECT queue, payload FROM outbox ORDER BY id")
-        .fetch_all(db.store.pool())
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn migrations_apply_once_and_again_harmlessly() {
-    let db = TestDb::new().await;
+async fn migrations_apply_once_and_again_harmlessly(db: TestDb) {
     db.store
         .migrate()
         .await
         .expect("a second run applies nothing and fails nothing");
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(applied as usize, tilefarm_queue::MIGRATOR.iter().count());
+    let applied: i64 = db
+        .scalar(db.query("SELECT count(*) FROM _sqlx_migrations"))
+        .await;
+    let migrator = if db.is_postgres() {
+        &tilefarm_queue::MIGRATOR
+    } else {
+        &tilefarm_queue::SQLITE_MIGRATOR
+    };
+    assert_eq!(applied as usize, migrator.iter().count());
     db.drop().await;
 }
 
-#[tokio::test]
-async fn an_upload_is_a_queued_job_with_its_message_in_the_outbox() {
-    let db = TestDb::new().await;
+async fn an_upload_is_a_queued_job_with_its_message_in_the_outbox(db: TestDb) {
     let up = db
         .store
         .create_upload(&layer("world"), "uploads/world.geojson")
@@ -84,22 +92,22 @@ async fn an_upload_is_a_queued_job_with_its_message_in_the_outbox() {
         .unwrap();
     let job = db.store.job(up.job_id).await.unwrap().expect("the job");
     assert_eq!(
-        (job.state.as_str(), job.stage.as_str(), job.kind.as_str()),
-        ("queued", "queued", "upload")
+        (job.state, job.stage, job.kind),
+        (JobState::Queued, Stage::Queued, JobKind::Upload)
     );
     assert_eq!((job.tiles_total, job.tiles_done), (None, 0));
     assert_eq!(job.layer_id, up.layer_id);
-    let published: Option<i32> =
-        sqlx::query_scalar("SELECT published_version FROM layers WHERE id = $1")
-            .bind(up.layer_id)
-            .fetch_one(db.store.pool())
-            .await
-            .unwrap();
+    let published: Option<i32> = db
+        .scalar(
+            db.query("SELECT published_version FROM layers WHERE id = $1")
+                .bind(up.layer_id),
+        )
+        .await;
     assert_eq!(
         published, None,
         "the layer is not visible before it is rendered"
     );
-    let messages = outbox(&db).await;
+    let messages = db.outbox().await;
     assert_eq!(
         messages,
         vec![(
@@ -111,9 +119,7 @@ async fn an_upload_is_a_queued_job_with_its_message_in_the_outbox() {
     db.drop().await;
 }
 
-#[tokio::test]
-async fn bad_layers_are_refused_and_leave_nothing_behind() {
-    let db = TestDb::new().await;
+async fn bad_layers_are_refused_and_leave_nothing_behind(db: TestDb) {
     for (bad, expected) in [
         (
             NewLayer {
@@ -140,27 +146,19 @@ async fn bad_layers_are_refused_and_leave_nothing_behind() {
             "{err} should mention {expected:?}"
         );
     }
-    let layers: i64 = sqlx::query_scalar("SELECT count(*) FROM layers")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
+    let layers: i64 = db.scalar(db.query("SELECT count(*) FROM layers")).await;
     assert_eq!(layers, 0);
-    assert!(outbox(&db).await.is_empty());
+    assert!(db.outbox().await.is_empty());
     db.drop().await;
 }
 
-#[tokio::test]
-async fn progress_rises_once_per_task_and_ends_exactly_at_the_total() {
-    let db = TestDb::new().await;
+async fn progress_rises_once_per_task_and_ends_exactly_at_the_total(db: TestDb) {
     let (up, ids) = planned(&db, 6, 64).await;
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
-    assert_eq!(
-        (job.state.as_str(), job.stage.as_str()),
-        ("running", "render")
-    );
+    assert_eq!((job.state, job.stage), (JobState::Running, Stage::Render));
     assert_eq!((job.tiles_total, job.tiles_done), (Some(6 * 64), 0));
     assert_eq!(
-        outbox(&db)
+        db.outbox()
             .await
             .iter()
             .filter(|(q, _)| q == RENDER_QUEUE)
@@ -188,21 +186,19 @@ async fn progress_rises_once_per_task_and_ends_exactly_at_the_total() {
         last = done;
     }
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
-    assert_eq!((job.state.as_str(), job.tiles_done), ("succeeded", 6 * 64));
+    assert_eq!((job.state, job.tiles_done), (JobState::Succeeded, 6 * 64));
     assert!(job.finished_at.is_some() && job.started_at.is_some());
-    let published: Option<i32> =
-        sqlx::query_scalar("SELECT published_version FROM layers WHERE id = $1")
-            .bind(up.layer_id)
-            .fetch_one(db.store.pool())
-            .await
-            .unwrap();
+    let published: Option<i32> = db
+        .scalar(
+            db.query("SELECT published_version FROM layers WHERE id = $1")
+                .bind(up.layer_id),
+        )
+        .await;
     assert_eq!(published, Some(1));
     db.drop().await;
 }
 
-#[tokio::test]
-async fn concurrent_and_repeated_completions_count_each_task_once() {
-    let db = TestDb::new().await;
+async fn concurrent_and_repeated_completions_count_each_task_once(db: TestDb) {
     let (up, ids) = planned(&db, 40, 16).await;
     // Every task completed three times over, from many tasks at once.
     let mut handles = Vec::new();
@@ -226,15 +222,13 @@ async fn concurrent_and_repeated_completions_count_each_task_once() {
     assert_eq!(finished, 1, "one completion finished the job");
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
     assert_eq!(
-        (job.state.as_str(), job.tiles_done, job.tiles_total),
-        ("succeeded", 640, Some(640))
+        (job.state, job.tiles_done, job.tiles_total),
+        (JobState::Succeeded, 640, Some(640))
     );
     db.drop().await;
 }
 
-#[tokio::test]
-async fn a_cancelled_job_drops_its_remaining_tasks() {
-    let db = TestDb::new().await;
+async fn a_cancelled_job_drops_its_remaining_tasks(db: TestDb) {
     let (up, ids) = planned(&db, 4, 64).await;
     db.store.complete_task(ids[0]).await.unwrap();
     assert!(db.store.cancel_job(up.job_id).await.unwrap());
@@ -243,7 +237,7 @@ async fn a_cancelled_job_drops_its_remaining_tasks() {
         Completion::AlreadySettled
     );
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
-    assert_eq!((job.state.as_str(), job.tiles_done), ("cancelled", 64));
+    assert_eq!((job.state, job.tiles_done), (JobState::Cancelled, 64));
     assert!(
         !db.store.cancel_job(up.job_id).await.unwrap(),
         "an ended job stays as it ended"
@@ -258,9 +252,7 @@ async fn a_cancelled_job_drops_its_remaining_tasks() {
     db.drop().await;
 }
 
-#[tokio::test]
-async fn a_failed_job_says_why() {
-    let db = TestDb::new().await;
+async fn a_failed_job_says_why(db: TestDb) {
     let up = db
         .store
         .create_upload(&layer("world"), "uploads/w")
@@ -274,24 +266,21 @@ async fn a_failed_job_says_why() {
             .unwrap()
     );
     let job = db.store.job(up.job_id).await.unwrap().unwrap();
-    assert_eq!(job.state, "failed");
+    assert_eq!(job.state, JobState::Failed);
     assert_eq!(
         (job.error_code.as_deref(), job.error_message.as_deref()),
         (Some("invalid_geojson"), Some(msg))
     );
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE state = 'pending'")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
+    let pending: i64 = db
+        .scalar(db.query("SELECT count(*) FROM tasks WHERE state = 'pending'"))
+        .await;
     assert_eq!(pending, 0, "no task is left to run");
     let err = db.store.complete_task(Uuid::new_v4()).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     db.drop().await;
 }
 
-#[tokio::test]
-async fn relays_share_the_outbox_without_sending_a_message_twice() {
-    let db = TestDb::new().await;
+async fn relays_send_every_message_once_and_keep_what_was_not_confirmed(db: TestDb) {
     let up = db
         .store
         .create_upload(&layer("world"), "uploads/w")
@@ -301,10 +290,11 @@ async fn relays_share_the_outbox_without_sending_a_message_twice() {
         .plan(up.job_id, up.ingest_task, &tasks(30, 1))
         .await
         .unwrap();
-    let total = outbox(&db).await.len();
+    let total = db.outbox().await.len();
     assert_eq!(total, 31);
-    // Two relays at once, each taking batches until nothing is left.
-    let relay = |store: PgStore| async move {
+    // Two relays at once, each taking batches until nothing is left (on
+    // PostgreSQL: SQLite's store belongs to one process, with one relay).
+    let relay = |store: JobStore| async move {
         let mut seen = Vec::new();
         loop {
             let mut batch = Vec::new();
@@ -322,7 +312,11 @@ async fn relays_share_the_outbox_without_sending_a_message_twice() {
             seen.extend(batch);
         }
     };
-    let (a, b) = tokio::join!(relay(db.store.clone()), relay(db.store.clone()));
+    let (a, b) = if db.is_postgres() {
+        tokio::join!(relay(db.store.clone()), relay(db.store.clone()))
+    } else {
+        (relay(db.store.clone()).await, Vec::new())
+    };
     let all: HashSet<i64> = a.iter().chain(&b).copied().collect();
     assert_eq!(a.len() + b.len(), total, "no message was sent twice");
     assert_eq!(all.len(), total, "every message was sent");
@@ -339,11 +333,12 @@ async fn relays_share_the_outbox_without_sending_a_message_twice() {
             .unwrap(),
         0
     );
-    let left: Vec<serde_json::Value> =
-        sqlx::query_scalar("SELECT payload FROM outbox WHERE published_at IS NULL")
-            .fetch_all(db.store.pool())
-            .await
-            .unwrap();
+    let left: Vec<serde_json::Value> = db
+        .rows(db.query("SELECT payload FROM outbox WHERE published_at IS NULL"))
+        .await
+        .iter()
+        .map(|r| r.get::<sqlx::types::Json<_>>(0).unwrap().0)
+        .collect();
     assert_eq!(
         left,
         vec![json!({"task": up2.ingest_task, "job": up2.job_id})]
@@ -351,11 +346,9 @@ async fn relays_share_the_outbox_without_sending_a_message_twice() {
     db.drop().await;
 }
 
-#[tokio::test]
-async fn changes_to_a_layer_run_one_at_a_time_in_order() {
-    let db = TestDb::new().await;
+async fn changes_to_a_layer_run_one_at_a_time_in_order(db: TestDb) {
     let (up, ids) = planned(&db, 2, 64).await;
-    let before = outbox(&db).await.len();
+    let before = db.outbox().await.len();
     // Accepted while the upload renders: both wait, with no message sent.
     let edit = db
         .store
@@ -369,21 +362,17 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
         .unwrap();
     assert!(edit.waiting && replace.waiting);
     assert_eq!((edit.version, replace.version), (2, 3));
-    assert_eq!(outbox(&db).await.len(), before);
+    assert_eq!(db.outbox().await.len(), before);
     let status = db.store.job(edit.job_id).await.unwrap().unwrap();
     assert_eq!(
-        (
-            status.state.as_str(),
-            status.stage.as_str(),
-            status.kind.as_str()
-        ),
-        ("queued", "waiting", "edit")
+        (status.state, status.stage, status.kind),
+        (JobState::Queued, Stage::Waiting, JobKind::Edit)
     );
     // The upload ends: the edit (only) starts, on the interactive queue.
     for id in &ids {
         db.store.complete_task(*id).await.unwrap();
     }
-    let sent = outbox(&db).await;
+    let sent = db.outbox().await;
     assert_eq!(sent.len(), before + 1);
     assert_eq!(sent[before].0, INTERACTIVE_QUEUE);
     assert_eq!(sent[before].1["task"], json!(edit.task_id));
@@ -406,7 +395,7 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
         .plan(edit.job_id, edit.task_id, std::slice::from_ref(&dirty))
         .await
         .unwrap();
-    assert_eq!(outbox(&db).await.last().unwrap().0, INTERACTIVE_QUEUE);
+    assert_eq!(db.outbox().await.last().unwrap().0, INTERACTIVE_QUEUE);
     assert_eq!(
         db.store.render_tasks(edit.job_id).await.unwrap(),
         vec![dirty]
@@ -421,10 +410,10 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
     );
     let status = db.store.job(edit.job_id).await.unwrap().unwrap();
     assert_eq!(
-        (status.state.as_str(), status.stage.as_str()),
-        ("running", "invalidate")
+        (status.state, status.stage),
+        (JobState::Running, Stage::Invalidate)
     );
-    let (queue, payload) = outbox(&db).await.last().unwrap().clone();
+    let (queue, payload) = db.outbox().await.last().unwrap().clone();
     assert_eq!(queue, INTERACTIVE_QUEUE);
     let invalidate: Uuid = serde_json::from_value(payload["task"].clone()).unwrap();
     assert_eq!(
@@ -434,7 +423,7 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
             .unwrap()
             .unwrap()
             .kind,
-        "invalidate"
+        TaskKind::Invalidate
     );
     let c = db.store.complete_task(invalidate).await.unwrap();
     assert_eq!(
@@ -454,7 +443,7 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
         Some(2)
     );
     // Then the replacement, on the ingest queue, building on version 2.
-    let (queue, payload) = outbox(&db).await.last().unwrap().clone();
+    let (queue, payload) = db.outbox().await.last().unwrap().clone();
     assert_eq!(
         (queue.as_str(), &payload["task"]),
         (INGEST_QUEUE, &json!(replace.task_id))
@@ -482,9 +471,7 @@ async fn changes_to_a_layer_run_one_at_a_time_in_order() {
     db.drop().await;
 }
 
-#[tokio::test]
-async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
-    let db = TestDb::new().await;
+async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job(db: TestDb) {
     let (up, ids) = planned(&db, 2, 64).await;
     // A worker takes the first task; then the job is cancelled.
     assert!(db.store.claim_task(ids[0]).await.unwrap());
@@ -494,7 +481,7 @@ async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
         "a task of an ended job is not taken"
     );
     // A change now waits: that worker may still be writing tiles.
-    let before = outbox(&db).await.len();
+    let before = db.outbox().await.len();
     let change = db
         .store
         .create_change(up.layer_id, ChangeKind::Replace, "uploads/r")
@@ -502,13 +489,13 @@ async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
         .unwrap();
     assert!(change.waiting);
     assert_eq!(db.store.start_waiting().await.unwrap(), 0);
-    assert_eq!(outbox(&db).await.len(), before);
+    assert_eq!(db.outbox().await.len(), before);
     // The worker finishes: nothing is counted, and the change starts.
     assert_eq!(
         db.store.complete_task(ids[0]).await.unwrap(),
         Completion::AlreadySettled
     );
-    let sent = outbox(&db).await;
+    let sent = db.outbox().await;
     assert_eq!(sent.len(), before + 1);
     assert_eq!(sent[before].1["task"], json!(change.task_id));
     assert_eq!(
@@ -529,26 +516,24 @@ async fn a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job() {
         .await
         .unwrap();
     assert!(db.store.claim_task(render[0]).await.unwrap());
-    let before = outbox(&db).await.len();
+    let before = db.outbox().await.len();
     db.store
         .fail_job(change.job_id, "task_failed", "gone")
         .await
         .unwrap();
     assert_eq!(
-        outbox(&db).await.len(),
+        db.outbox().await.len(),
         before,
         "the edit waits for the task"
     );
     db.store.release_task(render[0]).await.unwrap();
-    let sent = outbox(&db).await;
+    let sent = db.outbox().await;
     assert_eq!(sent.len(), before + 1);
     assert_eq!(sent[before].1["task"], json!(edit.task_id));
     db.drop().await;
 }
 
-#[tokio::test]
-async fn a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way() {
-    let db = TestDb::new().await;
+async fn a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way(db: TestDb) {
     let (up, _) = planned(&db, 2, 64).await;
     match db.store.delete_layer(up.layer_id).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("cancel"), "{m}"),
@@ -560,10 +545,7 @@ async fn a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way() {
     assert_eq!(sources, Some(vec!["uploads/w".to_string()]));
     assert!(db.store.layer(up.layer_id).await.unwrap().is_none());
     assert!(db.store.job(up.job_id).await.unwrap().is_none());
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
+    let left: i64 = db.scalar(db.query("SELECT count(*) FROM tasks")).await;
     assert_eq!(left, 0, "the layer's tasks went with it");
     assert_eq!(db.store.delete_layer(up.layer_id).await.unwrap(), None);
     db.drop().await;

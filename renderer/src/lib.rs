@@ -29,7 +29,7 @@ pub use geojson::{
     geometry_from_value, read_geojson,
 };
 pub use metatile::MetaTile;
-pub use png::{PngError, encode_png, encode_rgba};
+pub use png::{PngError, UniformPngs, encode_png, encode_rgba};
 pub use prepare::{Layer, ZoomLayer};
 pub use raster::{RenderedMetaTile, TileImage, render_metatile};
 pub use region::{Region, RegionPlanner, Regions, ZoomPlan};

@@ -1,5 +1,8 @@
 //! PNG encoding of tiles.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 
@@ -62,6 +65,30 @@ pub fn encode_rgba(rgba: &[u8], size: u32) -> Result<Vec<u8>, PngError> {
         encoder.write_image(rgba, size, size, image::ExtendedColorType::Rgba8)?;
     }
     Ok(out)
+}
+
+/// PNGs of one-colour tiles, encoded once per colour and shared by every tile
+/// (and every metatile) of that colour.
+#[derive(Debug, Default)]
+pub struct UniformPngs {
+    pngs: Mutex<HashMap<Rgba, Arc<Vec<u8>>>>,
+}
+
+impl UniformPngs {
+    /// The PNG of a tile of `size` pixels all `color`.
+    pub fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
+        if let Some(png) = self.pngs.lock().expect("lock").get(&color) {
+            return Ok(png.clone());
+        }
+        let png = Arc::new(encode_png(&TileImage::Uniform(color), size)?);
+        Ok(self
+            .pngs
+            .lock()
+            .expect("lock")
+            .entry(color)
+            .or_insert(png)
+            .clone())
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tilefarm_queue::PgStore;
+use tilefarm_queue::JobStore;
 use uuid::Uuid;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -76,9 +76,9 @@ impl TestDb {
     }
 
     /// A database with the job store's schema, and a store on it.
-    pub async fn migrated() -> (TestDb, PgStore) {
+    pub async fn migrated() -> (TestDb, JobStore) {
         let db = TestDb::empty().await;
-        let store = PgStore::connect(&db.url).await.expect("connect");
+        let store = JobStore::connect_postgres(&db.url).await.expect("connect");
         store.migrate().await.expect("migrations");
         (db, store)
     }

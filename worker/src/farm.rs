@@ -9,20 +9,23 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use tilefarm_queue::{Completion, JobStore, StoreError, TaskContext, TaskMessage};
+use tilefarm_formats::Edit;
+use tilefarm_objects::Objects;
+use tilefarm_queue::{
+    Completion, JobStore, Stage, StoreError, TaskContext, TaskKind, TaskMessage, TaskState,
+};
 use tilefarm_renderer::{
-    Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Regions, Style, ZoomLayer, read_geojson,
-    unit_to_lonlat,
+    Feature, Layer, MAX_ZOOM, MetaTile, ReadOptions, Regions, Style, UniformPngs, ZoomLayer,
+    read_geojson, unit_to_lonlat,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::change::{Edit, block, merge_tasks, partial, plan_change, tiles_in};
+use crate::change::{block, merge_tasks, partial, plan_change, tiles_in};
 use crate::invalidate::{ChangedTiles, InvalidationConfig};
 use crate::metrics::WorkerMetrics;
-use crate::objects::Objects;
 use crate::plan::{OverBudget, RenderPlan, plan_render_within};
-use crate::pyramid::{RenderedTile, UniformPngs, render_tiles_measured};
+use crate::pyramid::{RenderedTile, render_tiles_measured};
 
 /// How the farm cuts and renders work.
 #[derive(Clone, Debug)]
@@ -80,27 +83,11 @@ fn transient(e: impl std::fmt::Display) -> TaskError {
 impl From<StoreError> for TaskError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::Tls(_),
-            ) => TaskError::StoreDown(e.to_string()),
-            StoreError::Database(ref db) if is_connection_lost(db) => {
-                TaskError::StoreDown(e.to_string())
-            }
-            StoreError::Database(_) => TaskError::Transient(e.to_string()),
+            _ if e.is_unavailable() => TaskError::StoreDown(e.to_string()),
+            StoreError::Database(_) | StoreError::Migrate(_) => TaskError::Transient(e.to_string()),
             other => TaskError::Permanent(other.to_string()),
         }
     }
-}
-
-/// PostgreSQL's "the server is shutting down or gone" errors (class 57P, 08).
-fn is_connection_lost(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
 }
 
 /// The worker's side of the farm: the job store, the object store, the render
@@ -149,13 +136,13 @@ impl Farm {
             }
             Err(e) => return TaskRun::unknown(Err(e.into())),
         };
-        let kind = ctx.kind.clone();
+        let kind = ctx.kind;
         let span = tracing::Span::current();
         span.record("kind", kind.as_str());
         span.record("layer_id", tracing::field::display(ctx.layer_id));
         let result = self.run_live(&ctx).await;
         TaskRun {
-            kind,
+            kind: Some(kind),
             layer_id: Some(ctx.layer_id),
             result,
         }
@@ -164,26 +151,28 @@ impl Farm {
     async fn run_live(&self, ctx: &TaskContext) -> Result<(), TaskError> {
         if !ctx.is_live() {
             tracing::debug!(job_id = %ctx.job_id, task_id = %ctx.task_id, "task already settled");
-            if ctx.task_state != "done" {
+            if ctx.task_state != TaskState::Done {
                 // Delivered again after its job ended: whoever held it before
                 // is gone, so it no longer holds up the layer's next job.
                 self.store.release_task(ctx.task_id).await?;
             }
             return Ok(());
         }
-        WorkerMetrics::count(&self.metrics.started, &ctx.kind);
-        let result = match ctx.kind.as_str() {
-            "ingest" | "edit" => self.ingest(ctx).await,
-            "render" => {
+        WorkerMetrics::count(&self.metrics.started, ctx.kind.as_str());
+        let result = match ctx.kind {
+            TaskKind::Ingest | TaskKind::Edit => self.ingest(ctx).await,
+            TaskKind::Render => {
                 let (z, x, y) = (ctx.z, ctx.x, ctx.y);
                 let span = tracing::info_span!("metatile", z, x, y);
                 self.render(ctx).instrument(span).await
             }
-            "invalidate" => self.invalidate(ctx).await,
-            other => Err(TaskError::Permanent(format!("unknown task kind {other:?}"))),
+            TaskKind::Invalidate => self.invalidate(ctx).await,
+            TaskKind::Plan => Err(TaskError::Permanent(
+                "plan tasks are settled by their ingest, never run".into(),
+            )),
         };
         if result.is_ok() {
-            WorkerMetrics::count(&self.metrics.succeeded, &ctx.kind);
+            WorkerMetrics::count(&self.metrics.succeeded, ctx.kind.as_str());
         }
         result
     }
@@ -196,7 +185,7 @@ impl Farm {
     }
 
     async fn ingest(&self, ctx: &TaskContext) -> Result<(), TaskError> {
-        self.store.set_stage(ctx.job_id, "ingest").await?;
+        self.store.set_stage(ctx.job_id, Stage::Ingest).await?;
         let style = match Style::from_json(&ctx.style.to_string()) {
             Ok(s) => s,
             Err(e) => {
@@ -229,7 +218,7 @@ impl Farm {
         } else {
             None
         };
-        let is_edit = ctx.kind == "edit";
+        let is_edit = ctx.kind == TaskKind::Edit;
         let (config, zooms) = (self.config.clone(), ctx.min_zoom..=ctx.max_zoom);
         let zooms_asked = zooms.clone();
         let ingested = self
@@ -620,9 +609,8 @@ impl Farm {
 /// What running a task came to, and what it was (as far as the job store said).
 #[derive(Debug)]
 pub struct TaskRun {
-    /// `ingest`, `edit`, `render` or `invalidate`; `unknown` when the job
-    /// store did not say.
-    pub kind: String,
+    /// `None` when the job store did not say.
+    pub kind: Option<TaskKind>,
     pub layer_id: Option<Uuid>,
     pub result: Result<(), TaskError>,
 }
@@ -630,10 +618,15 @@ pub struct TaskRun {
 impl TaskRun {
     fn unknown(result: Result<(), TaskError>) -> TaskRun {
         TaskRun {
-            kind: "unknown".into(),
+            kind: None,
             layer_id: None,
             result,
         }
+    }
+
+    /// The task's kind as a metric label: `unknown` when the store did not say.
+    pub fn kind_label(&self) -> &'static str {
+        self.kind.map_or("unknown", TaskKind::as_str)
     }
 }
 

@@ -2,10 +2,9 @@
 //! `/metrics` for Prometheus, `/healthz` for a liveness probe, and `/drain`,
 //! the hook a pod's `preStop` calls: it stops the worker taking work and
 //! answers once the tasks in hand are finished. Also what every process's
-//! `/metrics` has of the job store ([`register_store_metrics`]).
+//! `/metrics` has of the job store ([`JobStore::register_metrics`]).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,13 +13,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tilefarm_queue::JobStore;
+use tilefarm_queue::{JobStore, OPENMETRICS_CONTENT_TYPE, openmetrics_text};
 use tokio_util::sync::CancellationToken;
 
 /// The kind of a task (`ingest`, `edit`, `render`, `invalidate`), as a label.
@@ -176,46 +174,11 @@ impl WorkerMetrics {
     }
 }
 
-/// Adds what the job store tells of the farm to a scrape (`registry` with the
-/// prefix `tilefarm`): the durations of the jobs this process's store ended,
-/// by outcome, and the outbox's backlog (left out when the store does not
-/// answer). The backlog is the farm's, the same in every process.
-pub async fn register_store_metrics(registry: &mut Registry, store: &JobStore) {
-    registry.register(
-        "job_duration_seconds",
-        "Seconds from a job's creation to its end, by outcome, for the jobs this process ended",
-        store.job_ends().durations(),
-    );
-    match store.outbox_backlog().await {
-        Ok(backlog) => {
-            let (messages, age) = (Gauge::<i64>::default(), Gauge::<f64, AtomicU64>::default());
-            messages.set(backlog.messages);
-            age.set(backlog.oldest_age_seconds);
-            registry.register(
-                "outbox_backlog",
-                "Task messages in the outbox that no relay has published to the broker yet",
-                messages,
-            );
-            registry.register(
-                "outbox_oldest_age_seconds",
-                "Seconds the oldest unpublished outbox message has waited (0 when there is none)",
-                age,
-            );
-        }
-        Err(e) => tracing::debug!("no outbox figures for this scrape: {e}"),
-    }
-}
-
-/// A scrape's answer: `registry` in the OpenMetrics text format.
+/// The page a Prometheus scrape gets.
 pub fn openmetrics(registry: &Registry) -> Response {
-    let mut text = String::new();
-    encode(&mut text, registry).expect("writing to a string");
     (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
+        [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        openmetrics_text(registry),
     )
         .into_response()
 }
@@ -237,7 +200,7 @@ struct EndpointState {
 }
 
 /// The endpoint's routes. With `store`, `/metrics` has the job store's figures
-/// too ([`register_store_metrics`]): give it where no API in the same process
+/// too ([`JobStore::register_metrics`]): give it where no API in the same process
 /// serves them.
 pub fn metrics_router(
     metrics: Arc<WorkerMetrics>,
@@ -261,7 +224,7 @@ async fn serve_metrics(State(state): State<EndpointState>) -> Response {
         .metrics
         .register(registry.sub_registry_with_prefix("worker"));
     if let Some(store) = &state.store {
-        register_store_metrics(&mut registry, store).await;
+        store.register_metrics(&mut registry).await;
     }
     openmetrics(&registry)
 }

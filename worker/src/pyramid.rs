@@ -1,16 +1,16 @@
 //! Rendering a whole tile pyramid: every tile of a zoom range, metatile by
 //! metatile, in parallel with rayon.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
+use tilefarm_queue::DEEPEST_ZOOM;
 use tilefarm_renderer::{
-    Layer, MetaTile, PngError, Rgba, TileId, TileImage, ZoomLayer, encode_png, render_metatile,
-    tiles_per_side,
+    Layer, MetaTile, PngError, TileId, TileImage, UniformPngs, ZoomLayer, encode_png,
+    render_metatile, tiles_per_side,
 };
 
 use crate::sink::{SinkError, TileSink};
@@ -96,59 +96,15 @@ struct Counters {
     region_tiles: AtomicU64,
 }
 
-/// PNGs of one-colour tiles, encoded once per colour and shared by every tile
-/// (and every metatile) of that colour.
-#[derive(Debug, Default)]
-pub struct UniformPngs {
-    pngs: Mutex<HashMap<Rgba, Arc<Vec<u8>>>>,
-}
-
-impl UniformPngs {
-    /// The PNG of a tile of `size` pixels all `color`.
-    pub fn get(&self, color: Rgba, size: u32) -> Result<Arc<Vec<u8>>, PngError> {
-        if let Some(png) = self.pngs.lock().expect("lock").get(&color) {
-            return Ok(png.clone());
-        }
-        let png = Arc::new(encode_png(&TileImage::Uniform(color), size)?);
-        Ok(self
-            .pngs
-            .lock()
-            .expect("lock")
-            .entry(color)
-            .or_insert(png)
-            .clone())
-    }
-}
-
-/// Parses a zoom range, `MIN-MAX` such as `0-7`, or a single zoom, into its first
-/// and last zoom.
-pub fn parse_zoom_range(s: &str) -> Result<(u8, u8), String> {
-    let bad = || format!("{s:?} is not a zoom range; expected MIN-MAX such as 0-7, or one zoom");
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (
-            a.trim().parse().map_err(|_| bad())?,
-            b.trim().parse().map_err(|_| bad())?,
-        ),
-        None => {
-            let z = s.trim().parse().map_err(|_| bad())?;
-            (z, z)
-        }
-    };
-    if a > b {
-        return Err(format!("zoom range {s:?} runs backwards"));
-    }
-    Ok((a, b))
-}
-
 /// Checks the options before any work starts.
 pub fn check_options(options: &PyramidOptions) -> Result<(), RenderError> {
     let bad = |m: String| Err(RenderError::Options(m));
     if options.zooms.is_empty() {
         return bad(format!("the zoom range {:?} is empty", options.zooms));
     }
-    if *options.zooms.end() > 24 {
+    if *options.zooms.end() > DEEPEST_ZOOM {
         return bad(format!(
-            "zoom {} is deeper than the deepest supported, 24",
+            "zoom {} is deeper than the deepest supported, {DEEPEST_ZOOM}",
             options.zooms.end()
         ));
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tilefarm_queue::{
-    Broker, BrokerError, DEAD_JOBS_QUEUE, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE, Incoming,
-    JobStore, LocalQueue, Outcome, QueuePolicy, RENDER_QUEUE, TaskMessage,
+    Broker, BrokerConfig, BrokerError, DEAD_JOBS_QUEUE, Delivery, INGEST_QUEUE, INTERACTIVE_QUEUE,
+    Incoming, JobStore, LocalQueue, Outcome, RENDER_QUEUE, TaskConsumer, TaskMessage,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -16,13 +16,6 @@ use tracing::Instrument;
 
 use crate::farm::{Farm, TaskError, TaskRun};
 use crate::metrics::WorkerMetrics;
-
-/// Where the broker is and how its queues behave.
-#[derive(Clone, Debug)]
-pub struct BrokerConfig {
-    pub url: String,
-    pub policy: QueuePolicy,
-}
 
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
@@ -45,9 +38,9 @@ async fn connect(config: &BrokerConfig, stop: &CancellationToken, who: &str) -> 
     }
 }
 
-/// Runs tasks until `stop` is cancelled: at most `concurrency` at a time,
-/// interactive work first. On stop it takes no new task, finishes those in
-/// hand and returns. A lost broker connection is re-established.
+/// Runs tasks from RabbitMQ until `stop` is cancelled: at most `concurrency`
+/// at a time, interactive work first. On stop it takes no new task, finishes
+/// those in hand and returns. A lost broker connection is re-established.
 pub async fn run_worker(
     farm: Arc<Farm>,
     broker: BrokerConfig,
@@ -57,7 +50,12 @@ pub async fn run_worker(
     let concurrency = concurrency.max(1);
     while let Some(connection) = connect(&broker, &stop, "worker").await {
         tracing::info!(concurrency, "worker connected to RabbitMQ");
-        match consume(&farm, &connection, concurrency, &stop).await {
+        let prefetch = u16::try_from(concurrency).unwrap_or(u16::MAX);
+        let taken = match Tasks::consume(&connection, prefetch).await {
+            Ok(tasks) => take_tasks(&farm, tasks, concurrency, &stop).await,
+            Err(e) => Err(e),
+        };
+        match taken {
             Ok(()) => {
                 let _ = connection
                     .connection()
@@ -70,17 +68,79 @@ pub async fn run_worker(
     }
 }
 
-async fn consume(
+/// [`run_worker`] on the embedded, in-process queue.
+pub async fn run_local_worker(
+    farm: Arc<Farm>,
+    queue: LocalQueue,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    // The in-process queue is never lost: this returns only on a stop.
+    let _ = take_tasks(&farm, Tasks::Local(queue), concurrency.max(1), &stop).await;
+}
+
+/// Where a worker takes its tasks from: RabbitMQ's work queues (and the
+/// dead-letter queue of tasks past their delivery limit), or the in-process
+/// queue.
+enum Tasks {
+    Broker(Box<BrokerTasks>),
+    Local(LocalQueue),
+}
+
+/// A consumer on each of RabbitMQ's work queues, and on the dead letters.
+struct BrokerTasks {
+    interactive: TaskConsumer,
+    ingest: TaskConsumer,
+    render: TaskConsumer,
+    dead: TaskConsumer,
+}
+
+/// What a worker took.
+enum Taken {
+    Task(Delivery),
+    /// A task the broker gave up on: its job fails.
+    DeadLetter(Box<Incoming>),
+}
+
+impl Tasks {
+    async fn consume(broker: &Broker, prefetch: u16) -> Result<Tasks, BrokerError> {
+        Ok(Tasks::Broker(Box::new(BrokerTasks {
+            interactive: broker.consume(INTERACTIVE_QUEUE, prefetch).await?,
+            ingest: broker.consume(INGEST_QUEUE, prefetch).await?,
+            render: broker.consume(RENDER_QUEUE, prefetch).await?,
+            dead: broker.consume(DEAD_JOBS_QUEUE, 1).await?,
+        })))
+    }
+
+    /// The next thing to do, most urgent first: dead letters, then tasks in
+    /// [`QUEUES_BY_PRIORITY`] order. An error means the broker is lost.
+    async fn next(&mut self) -> Result<Taken, BrokerError> {
+        let next = match self {
+            Tasks::Local(queue) => {
+                let task = queue.next(&QUEUES_BY_PRIORITY).await;
+                return Ok(Taken::Task(Delivery::Local(task)));
+            }
+            Tasks::Broker(b) => tokio::select! {
+                biased;
+                letter = b.dead.next() => letter.map(|l| l.map(|l| Taken::DeadLetter(Box::new(l)))),
+                m = b.interactive.next() => m.map(|m| m.map(|m| Taken::Task(Delivery::Amqp(Box::new(m))))),
+                m = b.ingest.next() => m.map(|m| m.map(|m| Taken::Task(Delivery::Amqp(Box::new(m))))),
+                m = b.render.next() => m.map(|m| m.map(|m| Taken::Task(Delivery::Amqp(Box::new(m))))),
+            },
+        };
+        next.unwrap_or(Err(BrokerError::ConsumerClosed))
+    }
+}
+
+/// The worker loop: takes tasks while a slot is free and settles each on a
+/// task of its own; on a stop, finishes those in hand. Returns an error when
+/// the transport is lost (the tasks in hand are finished first).
+async fn take_tasks(
     farm: &Arc<Farm>,
-    broker: &Broker,
+    mut tasks: Tasks,
     concurrency: usize,
     stop: &CancellationToken,
 ) -> Result<(), BrokerError> {
-    let prefetch = u16::try_from(concurrency).unwrap_or(u16::MAX);
-    let mut interactive = broker.consume(INTERACTIVE_QUEUE, prefetch).await?;
-    let mut ingest = broker.consume(INGEST_QUEUE, prefetch).await?;
-    let mut render = broker.consume(RENDER_QUEUE, prefetch).await?;
-    let mut dead = broker.consume(DEAD_JOBS_QUEUE, 1).await?;
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let result = loop {
@@ -89,35 +149,25 @@ async fn consume(
             _ = stop.cancelled() => break Ok(()),
             slot = slots.clone().acquire_owned() => slot.expect("never closed"),
         };
-        let next = tokio::select! {
+        let taken = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ok(()),
-            letter = dead.next() => {
-                match letter {
-                    Some(Ok(letter)) => fail_dead_letter(farm, letter).await,
-                    Some(Err(e)) => break Err(e),
-                    None => break Err(BrokerError::ConsumerClosed),
-                }
-                continue;
+            taken = tasks.next() => taken,
+        };
+        match taken {
+            Ok(Taken::DeadLetter(letter)) => fail_dead_letter(farm, *letter).await,
+            Ok(Taken::Task(delivery)) => {
+                let (farm, stop) = (farm.clone(), stop.clone());
+                running.spawn(async move {
+                    settle(&farm, delivery, &stop).await;
+                    drop(slot);
+                });
             }
-            // In QUEUES_BY_PRIORITY order.
-            m = interactive.next() => m,
-            m = ingest.next() => m,
-            m = render.next() => m,
-        };
-        let incoming = match next {
-            Some(Ok(incoming)) => incoming,
-            Some(Err(e)) => break Err(e),
-            None => break Err(BrokerError::ConsumerClosed),
-        };
-        let (farm, stop) = (farm.clone(), stop.clone());
-        running.spawn(async move {
-            settle(&farm, Delivery::Amqp(Box::new(incoming)), &stop).await;
-            drop(slot);
-        });
+            Err(e) => break Err(e),
+        }
         while running.try_join_next().is_some() {}
     };
-    if result.is_ok() {
+    if result.is_ok() && !running.is_empty() {
         tracing::info!(
             in_hand = running.len(),
             "stopping: finishing the tasks in hand"
@@ -244,10 +294,11 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
         Ok(msg) => {
             let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
             let run = run_holding_through_outages(farm, msg, stop).await;
+            let kind = run.kind_label();
             match run.result {
                 Ok(()) => Outcome::Done,
                 Err(TaskError::Transient(why)) if incoming.can_retry() => {
-                    WorkerMetrics::count(&metrics.retried, &run.kind);
+                    WorkerMetrics::count(&metrics.retried, kind);
                     let attempt = incoming.attempt() + 1;
                     tracing::warn!(%job_id, %task_id, attempt, "task failed, will retry: {why}");
                     if let Err(e) = farm.store.record_attempt(task_id, &why).await {
@@ -264,7 +315,7 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
                     };
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
-                    WorkerMetrics::count(&metrics.dead_lettered, &run.kind);
+                    WorkerMetrics::count(&metrics.dead_lettered, kind);
                     if let Err(e) = record_dead_letter(farm, task_id, replay, &e, &message).await {
                         tracing::warn!(%job_id, %task_id, "could not record the dead letter: {e}");
                     }
@@ -311,96 +362,73 @@ async fn record_dead_letter(
     Ok(())
 }
 
-/// Publishes outbox rows until `stop` is cancelled, each as soon as it is
-/// committed (within a poll interval). Reconnects to the broker when it goes
-/// away and waits out database outages.
+/// Publishes outbox rows to RabbitMQ until `stop` is cancelled, each as soon
+/// as it is committed (within a poll interval). Reconnects to the broker when
+/// it goes away and waits out database outages.
 pub async fn run_relay(store: JobStore, broker: BrokerConfig, stop: CancellationToken) {
-    const BATCH: i64 = 500;
-    const POLL: Duration = Duration::from_millis(50);
     let mut sweep = Sweep::default();
     while let Some(connection) = connect(&broker, &stop, "outbox relay").await {
-        loop {
-            sweep.run(&store).await;
-            let pause = match connection.relay_outbox(&store, BATCH).await {
-                Ok(n) if n as i64 == BATCH => Duration::ZERO,
-                Ok(_) => POLL,
-                Err(BrokerError::Store(e)) => {
-                    tracing::warn!("outbox relay: the job store is not answering ({e})");
-                    Duration::from_secs(1)
-                }
-                Err(e) => {
-                    tracing::warn!("outbox relay lost RabbitMQ ({e}); reconnecting");
-                    break;
-                }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
+        match relay(&store, Outlet::Broker(&connection), &mut sweep, &stop).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("outbox relay lost RabbitMQ ({e}); reconnecting"),
         }
     }
+}
+
+/// [`run_relay`] into the embedded, in-process queue.
+pub async fn run_local_relay(store: JobStore, queue: LocalQueue, stop: CancellationToken) {
+    // The in-process queue is never lost: this returns only on a stop.
+    let _ = relay(&store, Outlet::Local(&queue), &mut Sweep::default(), &stop).await;
 }
 
 /// Work taken first: interactive edits, then ingests, then bulk renders.
 const QUEUES_BY_PRIORITY: [&str; 3] = [INTERACTIVE_QUEUE, INGEST_QUEUE, RENDER_QUEUE];
 
-/// [`run_worker`] on the embedded, in-process queue.
-pub async fn run_local_worker(
-    farm: Arc<Farm>,
-    queue: LocalQueue,
-    concurrency: usize,
-    stop: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut running = JoinSet::new();
-    loop {
-        let slot = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-        };
-        let incoming = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            m = queue.next(&QUEUES_BY_PRIORITY) => m,
-        };
-        let (farm, stop) = (farm.clone(), stop.clone());
-        running.spawn(async move {
-            settle(&farm, Delivery::Local(incoming), &stop).await;
-            drop(slot);
-        });
-        while running.try_join_next().is_some() {}
-    }
-    while running.join_next().await.is_some() {}
+/// Where the relay publishes.
+#[derive(Clone, Copy)]
+enum Outlet<'a> {
+    Broker(&'a Broker),
+    Local(&'a LocalQueue),
 }
 
-/// [`run_relay`] into the embedded, in-process queue.
-pub async fn run_local_relay(store: JobStore, queue: LocalQueue, stop: CancellationToken) {
+/// The relay loop: publishes the outbox, a batch at a time, until `stop`;
+/// waits out database outages; returns an error when the broker is lost.
+async fn relay(
+    store: &JobStore,
+    outlet: Outlet<'_>,
+    sweep: &mut Sweep,
+    stop: &CancellationToken,
+) -> Result<(), BrokerError> {
+    const BATCH: i64 = 500;
     const POLL: Duration = Duration::from_millis(50);
-    let mut sweep = Sweep::default();
     loop {
-        sweep.run(&store).await;
-        let sent = store
-            .relay_outbox(500, |messages| async {
-                messages
-                    .into_iter()
-                    .map(|m| {
-                        queue.publish(&m.queue, m.payload.to_string().as_bytes());
-                        m.id
-                    })
-                    .collect()
-            })
-            .await;
+        sweep.run(store).await;
+        let sent = match outlet {
+            Outlet::Broker(broker) => broker.relay_outbox(store, BATCH).await,
+            Outlet::Local(queue) => store
+                .relay_outbox(BATCH, |messages| async {
+                    messages
+                        .into_iter()
+                        .map(|m| {
+                            queue.publish(&m.queue, m.payload.to_string().as_bytes());
+                            m.id
+                        })
+                        .collect()
+                })
+                .await
+                .map_err(BrokerError::Store),
+        };
         let pause = match sent {
-            Ok(500) => Duration::ZERO,
+            Ok(n) if n as i64 == BATCH => Duration::ZERO,
             Ok(_) => POLL,
-            Err(e) => {
+            Err(BrokerError::Store(e)) => {
                 tracing::warn!("outbox relay: the job store is not answering ({e})");
                 Duration::from_secs(1)
             }
+            Err(e) => return Err(e),
         };
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(pause) => {}
         }
     }

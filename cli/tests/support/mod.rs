@@ -93,8 +93,8 @@ impl Farm {
     }
 
     /// The farm's job store, migrated, for setting jobs up by hand.
-    pub async fn store(&self) -> tilefarm_queue::PgStore {
-        let store = tilefarm_queue::PgStore::connect(&self.db.as_ref().unwrap().url)
+    pub async fn store(&self) -> tilefarm_queue::JobStore {
+        let store = tilefarm_queue::JobStore::connect_postgres(&self.db.as_ref().unwrap().url)
             .await
             .unwrap();
         store.migrate().await.unwrap();
