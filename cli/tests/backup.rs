@@ -199,12 +199,7 @@ async fn a_farm_restored_from_its_backup_serves_the_same_tiles_and_goes_on_worki
     // Every object came back, byte for byte, with its content type and
     // Cache-Control (which a CDN in front of the bucket itself would serve).
     let bucket_restored = tilefarm_testkit::tree(&new.s3.bucket_dir(BUCKET));
-    assert_eq!(
-        bucket_restored.keys().collect::<Vec<_>>(),
-        bucket_at_backup.keys().collect::<Vec<_>>(),
-        "the same objects"
-    );
-    assert!(bucket_restored == bucket_at_backup, "the same bytes");
+    assert_same(&bucket_restored, &bucket_at_backup, "objects restored");
     check_tile_headers(&new.s3, &bucket_restored, &countries_layer).await;
 
     // (a) The restored farm, before any worker runs: the same layers, jobs
@@ -416,28 +411,37 @@ fn transparent_png() -> Vec<u8> {
     .unwrap()
 }
 
-/// Checks two sets of tiles are the same tiles with the same bytes, naming
-/// the first that differs; and that they are not all transparent, so that
-/// the comparison means something.
+/// Checks two sets of objects (or tiles) by name are the same with the same
+/// bytes, naming the first few that are missing, extra or different.
+fn assert_same(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let first = |keys: Vec<&String>| {
+        let shown: Vec<&String> = keys.iter().take(5).copied().collect();
+        format!("{} {shown:?}", keys.len())
+    };
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let differ: Vec<&String> = want
+        .keys()
+        .filter(|k| got.get(*k).is_some_and(|v| v != &want[*k]))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && differ.is_empty(),
+        "{what}, of {}: missing {}, extra {}, with other bytes {}",
+        want.len(),
+        first(missing),
+        first(extra),
+        first(differ)
+    );
+}
+
+/// [`assert_same`] for tiles, which must not be all transparent, so that the
+/// comparison means something.
 fn assert_same_tiles(
     got: &BTreeMap<String, Vec<u8>>,
     want: &BTreeMap<String, Vec<u8>>,
     what: &str,
 ) {
-    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{what}: tiles missing {missing:?}, tiles extra {extra:?}"
-    );
-    let differ: Vec<&String> = want.keys().filter(|k| got[*k] != want[*k]).collect();
-    assert!(
-        differ.is_empty(),
-        "{what}: {} of {} tiles differ, first {}",
-        differ.len(),
-        want.len(),
-        differ[0]
-    );
+    assert_same(got, want, what);
     let transparent = transparent_png();
     assert!(
         want.values().filter(|v| **v != transparent).count() > 10,
