@@ -272,11 +272,14 @@ impl JobStore {
             .bind(i64::from(tiles))
             .bind(now);
         tx.execute(q).await?;
+        // Whether any task is left, not how many: the first pending row
+        // answers, where a count would read every pending task of a deep
+        // job at every completion.
         let q = tx
-            .query("SELECT count(*) FROM tasks WHERE job_id = $1 AND state = 'pending'")
+            .query("SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND state = 'pending')")
             .bind(job_id);
-        let pending: i64 = tx.fetch_one(q).await?.get(0)?;
-        let mut finished = pending == 0 && state == JobState::Running;
+        let pending: bool = tx.fetch_one(q).await?.get(0)?;
+        let mut finished = !pending && state == JobState::Running;
         if finished && needs_invalidation(&mut tx, job_id).await? {
             // The tiles are written: the job's last step reports which changed.
             let id = Uuid::new_v4();
