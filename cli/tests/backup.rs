@@ -325,15 +325,7 @@ async fn edit(farm: &Farm, layer: &str, upsert: &[Value], delete: &[i64]) -> Str
 async fn wait_until_relayed(farm: &Farm) {
     let started = std::time::Instant::now();
     loop {
-        let scrape = farm
-            .http
-            .get(format!("{}/metrics", farm.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let scrape = farm.get_text("/metrics").await;
         if scrape
             .lines()
             .any(|l| l.trim() == "tilefarm_outbox_backlog 0")
@@ -496,16 +488,7 @@ fn sigterm(farm: &Farm, i: usize) {
 /// Runs a command-line tool to its end; its standard output. A tool that is
 /// missing or fails fails the test, saying so.
 fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): scripts/setup installs it"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    tilefarm_testkit::gis::run(program, args, Path::new("."))
 }
 
 /// An rclone remote `name` for an S3 server, as the environment variables

@@ -128,15 +128,7 @@ async fn an_upload_becomes_the_same_tiles_as_tilefarm_render() {
     assert_eq!(ready["checks"]["broker"], "ok", "{ready}");
     assert_eq!(ready["checks"]["database"], "ok", "{ready}");
     assert_eq!(ready["checks"]["object_store"], "ok", "{ready}");
-    let metrics = farm
-        .http
-        .get(format!("{}/metrics", farm.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = farm.get_text("/metrics").await;
     for line in [
         "tilefarm_jobs{state=\"succeeded\"} 1",
         "tilefarm_uploads_total 1",

@@ -14,8 +14,9 @@ pub fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a tool in `dir`; panics with its error output if it fails.
-pub fn run(program: &str, args: &[&str], dir: &Path) {
+/// Runs a tool in `dir` and gives its standard output; panics with its error
+/// output if it fails.
+pub fn run(program: &str, args: &[&str], dir: &Path) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -26,6 +27,7 @@ pub fn run(program: &str, args: &[&str], dir: &Path) {
         "{program} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).expect("the tool writes UTF-8")
 }
 
 /// The files of a directory as (name, bytes), sorted by name.

@@ -279,6 +279,18 @@ impl Farm {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// A page of the API as text (`/metrics`, say).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the API answers")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         let (status, json) = self.get_json(&format!("/v1/jobs/{id}")).await;
         assert_eq!(status, 200, "{json}");
