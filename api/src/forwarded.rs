@@ -49,17 +49,22 @@ fn is_host(h: &str) -> bool {
 }
 
 /// Reads `--trusted-proxies`: addresses or networks, `10.0.0.0/8,127.0.0.1`.
-pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, String> {
+pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, NotANetwork> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{s:?} is not an IP address or network (like 10.0.0.0/8)"))
+                .map_err(|_| NotANetwork(s.to_string()))
         })
         .collect()
 }
+
+/// An entry of `--trusted-proxies` that is neither an address nor a network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an IP address or network (like 10.0.0.0/8)")]
+pub struct NotANetwork(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -115,6 +120,7 @@ mod tests {
         assert_eq!(parse_trusted("").unwrap(), vec![]);
         assert_eq!(parse_trusted("::1,fd00::/8").unwrap().len(), 2);
         let e = parse_trusted("10.0.0.0/8,proxy.local").unwrap_err();
-        assert!(e.contains("proxy.local"), "{e}");
+        assert_eq!(e, NotANetwork("proxy.local".into()));
+        assert!(e.to_string().contains("\"proxy.local\""), "{e}");
     }
 }

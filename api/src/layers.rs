@@ -50,7 +50,7 @@ const DATA_TYPES: [&str; 19] = [
 /// Refuses reading options that cannot work, before the body is read.
 fn check_read_options(options: &ReadOptions) -> ApiResult<()> {
     if let Some(crs) = &options.crs {
-        Crs::from_name(crs).map_err(|m| ApiError::bad_request("invalid_crs", m))?;
+        Crs::from_name(crs).map_err(|e| ApiError::bad_request("invalid_crs", e.to_string()))?;
     }
     Ok(())
 }
@@ -207,7 +207,7 @@ pub async fn edit(
     })
     .await
     .map_err(|e| ApiError::internal("the edit's parser stopped", e))?
-    .map_err(|m| ApiError::bad_request("invalid_edit", m))?;
+    .map_err(|e| ApiError::bad_request("invalid_edit", e.to_string()))?;
     let key = state.objects.upload_key(Uuid::new_v4());
     let size = normalized.len() as u64;
     state
@@ -383,7 +383,7 @@ async fn store_body(
 fn sniff_upload(head: &[u8]) -> ApiResult<()> {
     sniff(head)
         .map(|_| ())
-        .map_err(|m| ApiError::bad_request("unsupported_format", m))
+        .map_err(|e| ApiError::bad_request("unsupported_format", e.to_string()))
 }
 
 async fn find(state: &AppState, raw: &str) -> ApiResult<LayerInfo> {

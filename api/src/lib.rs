@@ -31,7 +31,7 @@ use tilefarm_queue::BrokerConfig;
 use tilefarm_queue::{JobStore, LocalQueue};
 
 pub use error::{ApiError, ApiResult};
-pub use forwarded::parse_trusted;
+pub use forwarded::{NotANetwork, parse_trusted};
 pub use ipnet::IpNet;
 pub use server::{BodyTooSlow, ServerLimits, serve};
 

@@ -39,7 +39,7 @@ impl RegionCache {
         objects: &Objects,
         layer: Uuid,
         version: i32,
-    ) -> Result<Arc<Regions>, String> {
+    ) -> Result<Arc<Regions>, tilefarm_objects::RegionsReadError> {
         if let Some(found) = self.versions.lock().expect("lock").get(&(layer, version)) {
             return Ok(found.clone());
         }

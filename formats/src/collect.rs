@@ -51,8 +51,10 @@ impl<'a> Collector<'a> {
         let checked = geometry.and_then(|g| match g {
             None => Ok(None),
             Some(mut g) => {
-                self.crs.to_wgs84(&mut g)?;
-                geometry_from_value(&geometry_to_geojson(&g), "geometry").map(Some)
+                self.crs.to_wgs84(&mut g).map_err(|e| e.to_string())?;
+                geometry_from_value(&geometry_to_geojson(&g), "geometry")
+                    .map(Some)
+                    .map_err(|e| e.0)
             }
         });
         match checked {

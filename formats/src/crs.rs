@@ -100,6 +100,46 @@ fn epsg_definition(code: u32) -> Option<(String, String)> {
     Some((name, def))
 }
 
+/// Why a coordinate system cannot be used, or a position cannot be brought to
+/// WGS84.
+#[derive(Debug, thiserror::Error)]
+pub enum CrsError {
+    #[error("the coordinate system EPSG:{0} is not one tilefarm can reproject (it knows {KNOWN})")]
+    UnknownCode(u32),
+    #[error(
+        "{0:?} is not a coordinate system tilefarm knows: give an EPSG code such as \
+         EPSG:27700 (it knows {KNOWN})"
+    )]
+    UnknownName(String),
+    #[error("the coordinate system {0:?} is not one tilefarm can reproject (it knows {KNOWN})")]
+    UnknownWkt(String),
+    #[error("{source}; the WKT names {name:?}")]
+    WktCode {
+        name: String,
+        #[source]
+        source: Box<CrsError>,
+    },
+    #[error("the coordinate system's WKT cannot be read: {0}")]
+    BadWkt(String),
+    #[error("cannot set up {label} ({definition}): {source}")]
+    Setup {
+        label: String,
+        definition: String,
+        #[source]
+        source: proj4rs::errors::Error,
+    },
+    #[error("the position [{x}, {y}] has no place on Earth in {label}")]
+    OffEarth { x: f64, y: f64, label: String },
+    #[error("cannot reproject the position [{x}, {y}] from {label}: {source}")]
+    Reproject {
+        x: f64,
+        y: f64,
+        label: String,
+        #[source]
+        source: proj4rs::errors::Error,
+    },
+}
+
 /// The EPSG codes this crate reprojects from, for messages.
 pub const KNOWN: &str = "EPSG:4326, 4269, 4258, 4171, 27700, 2154, 3857, 3395, 3035, 5070, \
                          32601-32660, 32701-32760, 25828-25838 and 26901-26923";
@@ -125,19 +165,24 @@ impl Crs {
     }
 
     /// A CRS by EPSG code.
-    pub fn from_epsg(code: u32) -> Result<Self, String> {
+    pub fn from_epsg(code: u32) -> Result<Self, CrsError> {
         let Some((name, def)) = epsg_definition(code) else {
-            return Err(format!(
-                "the coordinate system EPSG:{code} is not one tilefarm can reproject \
-                 (it knows {KNOWN})"
-            ));
+            return Err(CrsError::UnknownCode(code));
         };
         let label = format!("EPSG:{code} ({name})");
         if code == 4326 {
             return Ok(Self { label, proj: None });
         }
-        let proj = Proj::from_proj_string(&def)
-            .map_err(|e| format!("cannot set up {label} ({def}): {e}"))?;
+        let proj = match Proj::from_proj_string(&def) {
+            Ok(proj) => proj,
+            Err(source) => {
+                return Err(CrsError::Setup {
+                    label,
+                    definition: def,
+                    source,
+                });
+            }
+        };
         Ok(Self {
             label,
             proj: Some(proj),
@@ -146,7 +191,7 @@ impl Crs {
 
     /// A CRS named by a parameter: `EPSG:27700`, `27700`, `urn:ogc:def:crs:EPSG::27700`,
     /// `CRS84` or `OGC:CRS84`.
-    pub fn from_name(text: &str) -> Result<Self, String> {
+    pub fn from_name(text: &str) -> Result<Self, CrsError> {
         let t = text.trim();
         let upper = t.to_ascii_uppercase();
         if matches!(
@@ -162,32 +207,29 @@ impl Crs {
             .and_then(|c| c.parse::<u32>().ok());
         match code {
             Some(code) => Self::from_epsg(code),
-            None => Err(format!(
-                "{t:?} is not a coordinate system tilefarm knows: give an EPSG code such as \
-                 EPSG:27700 (it knows {KNOWN})"
-            )),
+            None => Err(CrsError::UnknownName(t.to_string())),
         }
     }
 
     /// A CRS from WKT: its EPSG authority when it has one, else its name as ESRI
     /// and OGC tools write it.
-    pub fn from_wkt(text: &str) -> Result<Self, String> {
-        let node = crate::wkt_crs::parse(text)?;
+    pub fn from_wkt(text: &str) -> Result<Self, CrsError> {
+        let node = crate::wkt_crs::parse(text).map_err(CrsError::BadWkt)?;
         let name = node.name().unwrap_or("").to_string();
         if let Some(code) = node.epsg_code() {
-            return Self::from_epsg(code).map_err(|e| format!("{e}; the WKT names {name:?}"));
+            return Self::from_epsg(code).map_err(|e| CrsError::WktCode {
+                name,
+                source: Box::new(e),
+            });
         }
         match epsg_for_name(&name) {
             Some(code) => Self::from_epsg(code),
-            None => Err(format!(
-                "the coordinate system {name:?} is not one tilefarm can reproject \
-                 (it knows {KNOWN})"
-            )),
+            None => Err(CrsError::UnknownWkt(name)),
         }
     }
 
     /// Reprojects a geometry to WGS84 longitude/latitude in place.
-    pub fn to_wgs84(&self, geometry: &mut Geometry<f64>) -> Result<(), String> {
+    pub fn to_wgs84(&self, geometry: &mut Geometry<f64>) -> Result<(), CrsError> {
         let Some(src) = &self.proj else {
             return Ok(());
         };
@@ -204,31 +246,34 @@ impl Crs {
                     x: p.0.to_degrees(),
                     y: p.1.to_degrees(),
                 }),
-                Ok(()) => Err(format!(
-                    "the position [{}, {}] has no place on Earth in {}",
-                    c.x, c.y, self.label
-                )),
-                Err(e) => Err(format!(
-                    "cannot reproject the position [{}, {}] from {}: {e}",
-                    c.x, c.y, self.label
-                )),
+                Ok(()) => Err(CrsError::OffEarth {
+                    x: c.x,
+                    y: c.y,
+                    label: self.label.clone(),
+                }),
+                Err(source) => Err(CrsError::Reproject {
+                    x: c.x,
+                    y: c.y,
+                    label: self.label.clone(),
+                    source,
+                }),
             }
         })
     }
 }
 
-type CoordFn<'a> = dyn Fn(Coord<f64>) -> Result<Coord<f64>, String> + 'a;
+type CoordFn<'a> = dyn Fn(Coord<f64>) -> Result<Coord<f64>, CrsError> + 'a;
 
 /// Maps every position of a geometry in place (through a `dyn` function, so that
 /// nested collections do not instantiate it again and again).
-fn map_coords(g: &mut Geometry<f64>, f: &CoordFn) -> Result<(), String> {
-    let line = |l: &mut LineString<f64>| -> Result<(), String> {
+fn map_coords(g: &mut Geometry<f64>, f: &CoordFn) -> Result<(), CrsError> {
+    let line = |l: &mut LineString<f64>| -> Result<(), CrsError> {
         for c in &mut l.0 {
             *c = f(*c)?;
         }
         Ok(())
     };
-    let polygon = |p: &mut Polygon<f64>| -> Result<(), String> {
+    let polygon = |p: &mut Polygon<f64>| -> Result<(), CrsError> {
         let mut result = Ok(());
         p.exterior_mut(|e| result = line(e));
         result?;
@@ -412,10 +457,19 @@ mod tests {
     #[test]
     fn unknown_systems_are_named_in_the_error() {
         let e = Crs::from_epsg(2056).unwrap_err();
-        assert!(e.contains("EPSG:2056"), "{e}");
+        assert!(matches!(e, CrsError::UnknownCode(2056)), "{e:?}");
+        assert!(e.to_string().contains("EPSG:2056"), "{e}");
         let e = Crs::from_wkt(r#"PROJCS["CH1903+_LV95",GEOGCS["GCS_CH1903+"]]"#).unwrap_err();
-        assert!(e.contains("CH1903+_LV95"), "{e}");
-        assert!(Crs::from_name("EPSG:99999").unwrap_err().contains("99999"));
-        assert!(Crs::from_name("Lambert").unwrap_err().contains("Lambert"));
+        assert!(e.to_string().contains("CH1903+_LV95"), "{e}");
+        let e = Crs::from_wkt(r#"PROJCS["x",AUTHORITY["EPSG","2056"]]"#).unwrap_err();
+        let cause = std::error::Error::source(&e).expect("the code's error");
+        assert!(cause.to_string().contains("EPSG:2056"), "{e}: {cause}");
+        let e = Crs::from_name("EPSG:99999").unwrap_err();
+        assert!(e.to_string().contains("99999"), "{e}");
+        let e = Crs::from_name("Lambert").unwrap_err();
+        assert!(
+            matches!(&e, CrsError::UnknownName(n) if n == "Lambert"),
+            "{e:?}"
+        );
     }
 }

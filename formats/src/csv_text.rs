@@ -102,7 +102,7 @@ pub(crate) fn read(data: &[u8], options: &ReadOptions) -> Result<Upload> {
         }
     };
     let crs = match &options.crs {
-        Some(name) => Crs::from_name(name).map_err(|e| err("the crs parameter", e))?,
+        Some(name) => Crs::from_name(name).map_err(|e| err("the crs parameter", e.to_string()))?,
         None => Crs::wgs84(),
     };
     let is_geo = |i: usize| match geo {

@@ -58,7 +58,7 @@ const SHP: &[u8] = &[0x00, 0x00, 0x27, 0x0a];
 /// Tells the format from the first bytes of an upload ([`SNIFF_LEN`] of them, or
 /// all of a shorter one). Text that is neither JSON nor XML is taken for CSV; the
 /// CSV reader then says what is wrong with it.
-pub fn sniff(head: &[u8]) -> Result<Sniffed, String> {
+pub fn sniff(head: &[u8]) -> Result<Sniffed, Unrecognised> {
     if head.starts_with(ZIP) || head.starts_with(EMPTY_ZIP) {
         return Ok(Sniffed::Zip);
     }
@@ -69,29 +69,17 @@ pub fn sniff(head: &[u8]) -> Result<Sniffed, String> {
         return Ok(Sniffed::Format(Format::FlatGeobuf));
     }
     if head.starts_with(SHP) && head.len() >= 100 {
-        return Err(
-            "the upload is a bare .shp file: send a zip holding the .shp with its \
-                    .shx and .dbf (and .prj)"
-                .into(),
-        );
+        return Err(Unrecognised::BareShp);
     }
     if head.starts_with(b"\x1f\x8b") {
-        return Err(
-            "the upload is gzip-compressed (it starts with the bytes 1f 8b): send the file \
-             itself, uncompressed"
-                .into(),
-        );
+        return Err(Unrecognised::Gzip);
     }
     if head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff") {
-        return Err(
-            "the upload is UTF-16 text (it starts with a UTF-16 byte order mark): save it \
-             as UTF-8"
-                .into(),
-        );
+        return Err(Unrecognised::Utf16);
     }
     let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
     let Some(&first) = text.iter().find(|b| !b.is_ascii_whitespace()) else {
-        return Err("the upload is empty".into());
+        return Err(Unrecognised::Empty);
     };
     match first {
         b'{' | 0x1e | b'[' => return Ok(Sniffed::Format(Format::GeoJson)),
@@ -102,11 +90,35 @@ pub fn sniff(head: &[u8]) -> Result<Sniffed, String> {
         return Ok(Sniffed::Format(Format::Csv));
     }
     let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    Err(format!(
+    Err(Unrecognised::Unknown {
+        first_bytes: shown.join(" "),
+    })
+}
+
+/// Why the first bytes of an upload are not a format tilefarm reads ([`sniff`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unrecognised {
+    #[error(
+        "the upload is a bare .shp file: send a zip holding the .shp with its .shx and .dbf \
+         (and .prj)"
+    )]
+    BareShp,
+    #[error(
+        "the upload is gzip-compressed (it starts with the bytes 1f 8b): send the file \
+         itself, uncompressed"
+    )]
+    Gzip,
+    #[error(
+        "the upload is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8"
+    )]
+    Utf16,
+    #[error("the upload is empty")]
+    Empty,
+    #[error(
         "the upload is none of the formats tilefarm reads (GeoJSON, zipped Shapefile, \
-         GeoPackage, FlatGeobuf, CSV, KML/KMZ): it starts with the bytes {}",
-        shown.join(" ")
-    ))
+         GeoPackage, FlatGeobuf, CSV, KML/KMZ): it starts with the bytes {first_bytes}"
+    )]
+    Unknown { first_bytes: String },
 }
 
 /// No NUL or other control bytes but tab, CR and LF: text in UTF-8 or a
@@ -139,13 +151,17 @@ mod tests {
         assert!(
             sniff(b"\x89PNG\r\n\x1a\n")
                 .unwrap_err()
+                .to_string()
                 .contains("89 50 4e 47")
         );
         assert!(sniff(b"  ").is_err());
-        assert!(sniff(b"\x1f\x8b\x08\x08").unwrap_err().contains("gzip"));
-        assert!(sniff(b"\xff\xfe{\0").unwrap_err().contains("UTF-16"));
+        assert_eq!(sniff(b"\x1f\x8b\x08\x08"), Err(Unrecognised::Gzip));
+        assert!(Unrecognised::Gzip.to_string().contains("gzip"));
+        assert_eq!(sniff(b"\xff\xfe{\0"), Err(Unrecognised::Utf16));
+        assert!(Unrecognised::Utf16.to_string().contains("UTF-16"));
         let mut shp = vec![0, 0, 0x27, 0x0a];
         shp.resize(100, 0);
-        assert!(sniff(&shp).unwrap_err().contains(".shx"));
+        assert_eq!(sniff(&shp), Err(Unrecognised::BareShp));
+        assert!(Unrecognised::BareShp.to_string().contains(".shx"));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use tilefarm_renderer::{Feature, FeatureId, feature_from_value};
+use tilefarm_renderer::{Feature, FeatureId, InvalidFeature, feature_from_value};
 
 /// An edit of a layer's features, addressed by their GeoJSON `id`: features to
 /// add or replace, and ids to delete.
@@ -17,76 +17,68 @@ pub struct Edit {
 impl Edit {
     /// Reads `{"upsert": FeatureCollection, "delete": [ids]}` (either member may
     /// be left out, not both). Errors say what is wrong and where.
-    pub fn from_json(bytes: &[u8]) -> Result<Edit, String> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "the edit is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
+    pub fn from_json(bytes: &[u8]) -> Result<Edit, EditError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(EditError::NotJson)?;
         let Value::Object(mut obj) = value else {
-            return Err("the edit must be a JSON object with \"upsert\" and/or \"delete\"".into());
+            return Err(EditError::NotAnObject);
         };
         if let Some(key) = obj.keys().find(|k| *k != "upsert" && *k != "delete") {
-            return Err(format!(
-                "unknown member {key:?}: an edit has only \"upsert\" and \"delete\""
-            ));
+            return Err(EditError::UnknownMember(key.clone()));
         }
         let mut edit = Edit::default();
         match obj.remove("upsert") {
             None | Some(Value::Null) => {}
             Some(Value::Object(mut fc)) => {
                 if fc.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
-                    return Err("upsert: must be a GeoJSON FeatureCollection".into());
+                    return Err(EditError::UpsertNotACollection);
                 }
                 let Some(Value::Array(features)) = fc.remove("features") else {
-                    return Err("upsert: a FeatureCollection needs a \"features\" array".into());
+                    return Err(EditError::NoFeaturesArray);
                 };
-                for (i, f) in features.into_iter().enumerate() {
-                    let feature =
-                        feature_from_value(f).map_err(|e| format!("upsert.features[{i}]: {e}"))?;
+                for (index, f) in features.into_iter().enumerate() {
+                    let feature = feature_from_value(f)
+                        .map_err(|source| EditError::BadFeature { index, source })?;
                     if feature.id.is_none() {
-                        return Err(format!(
-                            "upsert.features[{i}]: a feature to upsert needs an \"id\""
-                        ));
+                        return Err(EditError::NoId { index });
                     }
                     edit.upsert.push(feature);
                 }
             }
-            Some(_) => return Err("upsert: must be a GeoJSON FeatureCollection".into()),
+            Some(_) => return Err(EditError::UpsertNotACollection),
         }
         match obj.remove("delete") {
             None | Some(Value::Null) => {}
             Some(Value::Array(ids)) => {
-                for (i, id) in ids.into_iter().enumerate() {
+                for (index, id) in ids.into_iter().enumerate() {
                     edit.delete.push(match id {
                         Value::String(s) => FeatureId::String(s),
                         Value::Number(n) => FeatureId::Number(n),
-                        _ => return Err(format!("delete[{i}]: an id is a string or a number")),
+                        _ => return Err(EditError::BadId { index }),
                     });
                 }
             }
-            Some(_) => return Err("delete: must be an array of feature ids".into()),
+            Some(_) => return Err(EditError::DeleteNotAnArray),
         }
         let mut seen = HashSet::new();
-        for (i, f) in edit.upsert.iter().enumerate() {
+        for (index, f) in edit.upsert.iter().enumerate() {
             let id = f.id.as_ref().expect("checked");
             if !seen.insert(key(id)) {
-                return Err(format!("upsert.features[{i}]: id {id} appears twice"));
+                return Err(EditError::UpsertedTwice {
+                    index,
+                    id: id.clone(),
+                });
             }
         }
-        for (i, id) in edit.delete.iter().enumerate() {
+        for (index, id) in edit.delete.iter().enumerate() {
             if !seen.insert(key(id)) {
-                return Err(format!(
-                    "delete[{i}]: id {id} is upserted or deleted twice in one edit"
-                ));
+                return Err(EditError::DeletedTwice {
+                    index,
+                    id: id.clone(),
+                });
             }
         }
         if edit.upsert.is_empty() && edit.delete.is_empty() {
-            return Err(
-                "the edit is empty: give features to \"upsert\" or ids to \"delete\"".into(),
-            );
+            return Err(EditError::Empty);
         }
         Ok(edit)
     }
@@ -114,7 +106,7 @@ impl Edit {
     /// that id where it stands (and any later duplicates of it are dropped); a
     /// new id is added at the end; a deleted id is removed. Returns the new
     /// features and the changed ones as they were and as they are.
-    pub fn apply(&self, features: Vec<Feature>) -> Result<Applied, String> {
+    pub fn apply(&self, features: Vec<Feature>) -> Result<Applied, UnknownFeature> {
         let upserts: HashMap<String, &Feature> = self
             .upsert
             .iter()
@@ -141,7 +133,7 @@ impl Edit {
             }
         }
         if let Some(id) = self.delete.iter().find(|id| !found.contains(&key(id))) {
-            return Err(format!("delete: the layer has no feature with id {id}"));
+            return Err(UnknownFeature(id.clone()));
         }
         for f in &self.upsert {
             if !found.contains(&key(f.id.as_ref().expect("checked"))) {
@@ -152,6 +144,44 @@ impl Edit {
         Ok(applied)
     }
 }
+
+/// What is wrong with an edit ([`Edit::from_json`]), and where.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("the edit is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the edit must be a JSON object with \"upsert\" and/or \"delete\"")]
+    NotAnObject,
+    #[error("unknown member {0:?}: an edit has only \"upsert\" and \"delete\"")]
+    UnknownMember(String),
+    #[error("upsert: must be a GeoJSON FeatureCollection")]
+    UpsertNotACollection,
+    #[error("upsert: a FeatureCollection needs a \"features\" array")]
+    NoFeaturesArray,
+    #[error("upsert.features[{index}]: {source}")]
+    BadFeature {
+        index: usize,
+        #[source]
+        source: InvalidFeature,
+    },
+    #[error("upsert.features[{index}]: a feature to upsert needs an \"id\"")]
+    NoId { index: usize },
+    #[error("upsert.features[{index}]: id {id} appears twice")]
+    UpsertedTwice { index: usize, id: FeatureId },
+    #[error("delete: must be an array of feature ids")]
+    DeleteNotAnArray,
+    #[error("delete[{index}]: an id is a string or a number")]
+    BadId { index: usize },
+    #[error("delete[{index}]: id {id} is upserted or deleted twice in one edit")]
+    DeletedTwice { index: usize, id: FeatureId },
+    #[error("the edit is empty: give features to \"upsert\" or ids to \"delete\"")]
+    Empty,
+}
+
+/// An edit deletes an id the layer does not have ([`Edit::apply`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("delete: the layer has no feature with id {0}")]
+pub struct UnknownFeature(pub FeatureId);
 
 /// What applying an edit gave.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -203,7 +233,11 @@ mod tests {
             delete: vec![FeatureId::String("7".into())],
         };
         let err = missing.apply(base).unwrap_err();
-        assert!(err.contains("no feature with id \"7\""), "{err}");
+        assert_eq!(err, UnknownFeature(FeatureId::String("7".into())));
+        assert!(
+            err.to_string().contains("no feature with id \"7\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -225,10 +259,19 @@ mod tests {
                 "upsert.features[0]",
             ),
         ] {
-            let err = Edit::from_json(input.as_bytes()).unwrap_err();
+            let err = Edit::from_json(input.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(expect), "{input}: {err}");
         }
+        let bad_point = r#"{"upsert":{"type":"FeatureCollection","features":[{"type":"Feature","id":1,"properties":{},"geometry":{"type":"Point","coordinates":[0]}}]}}"#;
+        let err = Edit::from_json(bad_point.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, EditError::BadFeature { index: 0, .. }),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).expect("the feature's error");
+        assert!(cause.to_string().contains("coordinates"), "{cause}");
         let ok = Edit::from_json(br#"{"delete":["a",2]}"#).expect("valid");
-        assert_eq!(Edit::from_json(ok.to_json().to_string().as_bytes()), Ok(ok));
+        let again = Edit::from_json(ok.to_json().to_string().as_bytes()).expect("valid");
+        assert_eq!(again, ok);
     }
 }

@@ -203,7 +203,8 @@ fn srs(db: &Connection, srs_id: i64, options: &ReadOptions) -> Result<Crs, Strin
     if org.eq_ignore_ascii_case("EPSG") {
         return Crs::from_epsg(
             u32::try_from(code).map_err(|_| format!("EPSG code {code} is not valid"))?,
-        );
+        )
+        .map_err(|e| e.to_string());
     }
     match (srs_id, &options.crs) {
         // Undefined geographic: taken as WGS84, as GDAL does.
@@ -213,7 +214,7 @@ fn srs(db: &Connection, srs_id: i64, options: &ReadOptions) -> Result<Crs, Strin
                            with the crs parameter"
                 .into(),
         ),
-        (_, Some(name)) => Crs::from_name(name),
-        _ => Crs::from_wkt(&definition),
+        (_, Some(name)) => Crs::from_name(name).map_err(|e| e.to_string()),
+        _ => Crs::from_wkt(&definition).map_err(|e| e.to_string()),
     }
 }

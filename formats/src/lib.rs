@@ -28,9 +28,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tilefarm_renderer::{InputError, OnInvalid, ReadReport, read_geojson};
 
-pub use crs::Crs;
-pub use detect::{Format, SNIFF_LEN, Sniffed, sniff};
-pub use edit::{Applied, Edit};
+pub use crs::{Crs, CrsError};
+pub use detect::{Format, SNIFF_LEN, Sniffed, Unrecognised, sniff};
+pub use edit::{Applied, Edit, EditError, UnknownFeature};
 pub use summary::{Skipped, Summary};
 
 /// How to read an upload. Everything but `on_invalid` can come from the
@@ -96,9 +96,25 @@ pub enum Error {
         part: String,
         problem: String,
     },
-    /// Not a format this crate reads.
-    #[error("{0}")]
-    Unrecognised(String),
+    /// Not a format this crate reads, as its first bytes tell.
+    #[error(transparent)]
+    Unrecognised(#[from] Unrecognised),
+    /// It starts like a zip but cannot be read as one.
+    #[error("the upload starts like a zip but is not one that can be read: {0}")]
+    BadZip(#[source] zip::result::ZipError),
+    /// A zip with nothing to read in it.
+    #[error("the zip is empty")]
+    EmptyZip,
+    /// A zip whose only member is another zip.
+    #[error("the zip holds only another zip ({0})")]
+    ZipInZip(String),
+    /// The upload could not be read at all.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -120,7 +136,11 @@ impl Error {
         match self {
             Error::GeoJson(_) => "invalid_geojson",
             Error::Input { .. } => "invalid_data",
-            Error::Unrecognised(_) => "unsupported_format",
+            Error::Unrecognised(_)
+            | Error::BadZip(_)
+            | Error::EmptyZip
+            | Error::ZipInZip(_)
+            | Error::Io { .. } => "unsupported_format",
         }
     }
 }
@@ -134,16 +154,20 @@ pub fn read(mut reader: impl Read, options: &ReadOptions) -> Result<Upload> {
     (&mut reader)
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut head)
-        .map_err(|e| Error::Unrecognised(format!("could not read the upload: {e}")))?;
-    match sniff(&head).map_err(Error::Unrecognised)? {
+        .map_err(|source| Error::Io {
+            what: "could not read the upload".into(),
+            source,
+        })?;
+    match sniff(&head)? {
         Sniffed::Format(Format::GeoJson) => {
             read_geojson_upload(Cursor::new(head).chain(reader), options)
         }
         _ => {
             let mut data = head;
-            reader
-                .read_to_end(&mut data)
-                .map_err(|e| Error::Unrecognised(format!("could not read the upload: {e}")))?;
+            reader.read_to_end(&mut data).map_err(|source| Error::Io {
+                what: "could not read the upload".into(),
+                source,
+            })?;
             read_bytes(&data, options)
         }
     }
@@ -152,7 +176,7 @@ pub fn read(mut reader: impl Read, options: &ReadOptions) -> Result<Upload> {
 /// Reads an upload held in memory.
 pub fn read_bytes(data: &[u8], options: &ReadOptions) -> Result<Upload> {
     let head = &data[..data.len().min(SNIFF_LEN)];
-    match sniff(head).map_err(Error::Unrecognised)? {
+    match sniff(head)? {
         Sniffed::Format(Format::GeoJson) => read_geojson_upload(data, options),
         Sniffed::Format(Format::Csv) => csv_text::read(data, options),
         Sniffed::Format(Format::Kml) => kml::read(data, options),
@@ -167,13 +191,18 @@ pub fn read_path(path: &Path, options: &ReadOptions) -> Result<Upload> {
     if path.as_os_str() == "-" {
         return read(std::io::stdin().lock(), options);
     }
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Error::Unrecognised(format!("cannot open {}: {e}", path.display())))?;
+    let mut file = std::fs::File::open(path).map_err(|source| Error::Io {
+        what: format!("cannot open {}", path.display()),
+        source,
+    })?;
     let mut head = Vec::with_capacity(SNIFF_LEN);
     (&mut file)
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut head)
-        .map_err(|e| Error::Unrecognised(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|source| Error::Io {
+            what: format!("cannot read {}", path.display()),
+            source,
+        })?;
     // SQLite reads the file where it is.
     if sniff(&head) == Ok(Sniffed::Format(Format::GeoPackage)) {
         return gpkg::read_file(path, options);
@@ -188,7 +217,10 @@ fn read_geojson_upload(reader: impl Read, options: &ReadOptions) -> Result<Uploa
     let mut reader = std::io::BufReader::new(reader);
     let starts_with_bom = reader
         .fill_buf()
-        .map_err(|e| Error::Unrecognised(format!("could not read the upload: {e}")))?
+        .map_err(|source| Error::Io {
+            what: "could not read the upload".into(),
+            source,
+        })?
         .starts_with(b"\xef\xbb\xbf");
     if starts_with_bom {
         reader.consume(3);

@@ -17,11 +17,7 @@ struct Members {
 
 impl Members {
     fn open(data: &[u8]) -> Result<Self> {
-        let archive = zip::ZipArchive::new(Cursor::new(data.to_vec())).map_err(|e| {
-            Error::Unrecognised(format!(
-                "the upload starts like a zip but is not one that can be read: {e}"
-            ))
-        })?;
+        let archive = zip::ZipArchive::new(Cursor::new(data.to_vec())).map_err(Error::BadZip)?;
         let names = archive
             .file_names()
             .filter(|n| {
@@ -94,7 +90,7 @@ pub(crate) fn read_zip(data: &[u8], options: &ReadOptions) -> Result<Upload> {
     }
     let listed = members.names.join(", ");
     match members.names.as_slice() {
-        [] => Err(Error::Unrecognised("the zip is empty".into())),
+        [] => Err(Error::EmptyZip),
         [only] => {
             let only = only.clone();
             let inner = members.read(&only, Format::Shapefile)?;
@@ -102,9 +98,7 @@ pub(crate) fn read_zip(data: &[u8], options: &ReadOptions) -> Result<Upload> {
                 crate::sniff(&inner[..inner.len().min(crate::SNIFF_LEN)]),
                 Ok(crate::Sniffed::Zip)
             ) {
-                return Err(Error::Unrecognised(format!(
-                    "the zip holds only another zip ({only})"
-                )));
+                return Err(Error::ZipInZip(only));
             }
             crate::read_bytes(&inner, options)
         }
@@ -170,12 +164,11 @@ fn read_shapefile(members: &mut Members, shps: &[String], options: &ReadOptions)
         Some(prj_name) => {
             let prj = members.read(&prj_name, fmt)?;
             let text = String::from_utf8_lossy(&prj);
-            Crs::from_wkt(&text).map_err(|e| Error::input(fmt, part("prj"), e))?
+            Crs::from_wkt(&text).map_err(|e| Error::input(fmt, part("prj"), e.to_string()))?
         }
         None => match &options.crs {
-            Some(name) => {
-                Crs::from_name(name).map_err(|e| Error::input(fmt, "the crs parameter", e))?
-            }
+            Some(name) => Crs::from_name(name)
+                .map_err(|e| Error::input(fmt, "the crs parameter", e.to_string()))?,
             None => Crs::wgs84(),
         },
     };

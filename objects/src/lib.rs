@@ -17,6 +17,23 @@ use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOption
 use tilefarm_renderer::{Regions, TileId};
 use uuid::Uuid;
 
+/// Why a version's regions could not be read ([`Objects::get_regions`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RegionsReadError {
+    #[error("{key}: {source}")]
+    Store {
+        key: Path,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{key}: {source}")]
+    Invalid {
+        key: Path,
+        #[source]
+        source: tilefarm_renderer::RegionsError,
+    },
+}
+
 /// An object store and the prefix the farm keeps its objects under.
 #[derive(Clone, Debug)]
 pub struct Objects {
@@ -170,14 +187,22 @@ impl Objects {
     }
 
     /// A layer version's regions; none when it has no regions file.
-    pub async fn get_regions(&self, layer: Uuid, version: i32) -> Result<Regions, String> {
+    pub async fn get_regions(
+        &self,
+        layer: Uuid,
+        version: i32,
+    ) -> Result<Regions, RegionsReadError> {
         let key = self.regions_key(layer, version);
-        let bytes = match self.store.get(&key).await {
-            Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+        let read = match self.store.get(&key).await {
+            Ok(r) => r.bytes().await,
             Err(object_store::Error::NotFound { .. }) => return Ok(Regions::default()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => Err(e),
         };
-        Regions::from_bytes(&bytes).map_err(|e| format!("{key}: {e}"))
+        let bytes = read.map_err(|source| RegionsReadError::Store {
+            key: key.clone(),
+            source,
+        })?;
+        Regions::from_bytes(&bytes).map_err(|source| RegionsReadError::Invalid { key, source })
     }
 
     /// The folder of a layer's versions (prepared features, summaries).

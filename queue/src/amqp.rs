@@ -374,6 +374,24 @@ impl TaskMessage {
             replay: 0,
         }
     }
+
+    /// Reads a message's body, as either transport delivers it.
+    pub fn from_body(body: &[u8]) -> Result<TaskMessage, NotATask> {
+        serde_json::from_slice(body).map_err(|source| NotATask {
+            body: String::from_utf8_lossy(body).into_owned(),
+            source,
+        })
+    }
+}
+
+/// A delivered message whose body is not a [`TaskMessage`].
+#[derive(Debug, thiserror::Error)]
+#[error("the message is not a task ({source}): {body}")]
+pub struct NotATask {
+    /// The body, as text.
+    pub body: String,
+    #[source]
+    pub source: serde_json::Error,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -407,12 +425,7 @@ impl TaskConsumer {
     pub async fn next(&mut self) -> Option<BrokerResult<Incoming>> {
         let delivery = self.consumer.next().await?;
         Some(delivery.map_err(BrokerError::from).map(|delivery| {
-            let message = serde_json::from_slice(&delivery.data).map_err(|e| {
-                format!(
-                    "the message is not a task ({e}): {}",
-                    String::from_utf8_lossy(&delivery.data)
-                )
-            });
+            let message = TaskMessage::from_body(&delivery.data);
             let attempt = delivery
                 .properties
                 .headers()
@@ -440,7 +453,7 @@ impl TaskConsumer {
 #[derive(Debug)]
 pub struct Incoming {
     /// The task, or why the body is not one (settle that as permanent).
-    pub message: Result<TaskMessage, String>,
+    pub message: Result<TaskMessage, NotATask>,
     delivery: Delivery,
     attempt: u32,
     channel: Channel,

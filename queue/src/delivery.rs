@@ -1,6 +1,6 @@
 //! A delivered task from either transport, settled the same way.
 
-use crate::amqp::{BrokerResult, Incoming, Outcome, TaskMessage};
+use crate::amqp::{BrokerResult, Incoming, NotATask, Outcome, TaskMessage};
 use crate::local::LocalIncoming;
 
 /// A task message from RabbitMQ or from the in-process queue.
@@ -12,7 +12,7 @@ pub enum Delivery {
 
 impl Delivery {
     /// The task, or why the body is not one.
-    pub fn message(&self) -> &Result<TaskMessage, String> {
+    pub fn message(&self) -> &Result<TaskMessage, NotATask> {
         match self {
             Delivery::Amqp(i) => &i.message,
             Delivery::Local(i) => &i.message,

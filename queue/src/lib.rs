@@ -25,8 +25,8 @@ mod transitions;
 
 pub use amqp::{
     ATTEMPT_HEADER, Broker, BrokerConfig, BrokerError, BrokerResult, DEAD_JOBS_QUEUE,
-    DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming, Outcome, QueuePolicy, TaskConsumer, TaskMessage,
-    WORK_QUEUES, retry_queue,
+    DEAD_LETTER_EXCHANGE, DEAD_QUEUE, Incoming, NotATask, Outcome, QueuePolicy, TaskConsumer,
+    TaskMessage, WORK_QUEUES, retry_queue,
 };
 pub use db::{Column, Db, Index, Param, Query, Row};
 pub use dead_letters::{DeadLetter, Replayed};

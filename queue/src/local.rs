@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::amqp::{Outcome, TaskMessage};
+use crate::amqp::{NotATask, Outcome, TaskMessage};
 
 #[derive(Debug)]
 struct Inner {
@@ -82,12 +82,7 @@ impl LocalQueue {
             tokio::pin!(ready);
             ready.as_mut().enable();
             if let Some((queue, item)) = self.pop(queues) {
-                let message = serde_json::from_slice(&item.body).map_err(|e| {
-                    format!(
-                        "the message is not a task ({e}): {}",
-                        String::from_utf8_lossy(&item.body)
-                    )
-                });
+                let message = TaskMessage::from_body(&item.body);
                 return LocalIncoming {
                     message,
                     queue,
@@ -118,7 +113,7 @@ impl LocalQueue {
 /// One message taken from a [`LocalQueue`], to be settled by its outcome.
 #[derive(Debug)]
 pub struct LocalIncoming {
-    pub message: Result<TaskMessage, String>,
+    pub message: Result<TaskMessage, NotATask>,
     queue: String,
     item: Item,
     owner: LocalQueue,

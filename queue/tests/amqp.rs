@@ -202,11 +202,11 @@ async fn consumed_messages_are_settled_by_their_outcome_with_retries_after_a_del
     let mut consumer = broker.consume(RENDER_QUEUE, 1).await.unwrap();
     // Done: acknowledged and gone.
     let first = next(&mut consumer).await;
-    assert_eq!(first.message, Ok(tasks[0]));
+    assert_eq!(first.message.as_ref().ok(), Some(&tasks[0]));
     first.settle(&Outcome::Done).await.unwrap();
     // Retry: back after the backoff delay, behind the messages already queued.
     let second = next(&mut consumer).await;
-    assert_eq!(second.message, Ok(tasks[1]));
+    assert_eq!(second.message.as_ref().ok(), Some(&tasks[1]));
     assert_eq!(second.attempt(), 0);
     assert!(second.can_retry());
     let retried_at = Instant::now();
@@ -223,14 +223,14 @@ async fn consumed_messages_are_settled_by_their_outcome_with_retries_after_a_del
                 Outcome::Permanent("the data cannot be rendered".into())
             }
             Err(why) => {
-                assert!(why.contains("not a task"), "{why}");
-                Outcome::Permanent(why.clone())
+                assert!(why.to_string().contains("not a task"), "{why}");
+                Outcome::Permanent(why.to_string())
             }
         };
         m.settle(&outcome).await.unwrap();
     }
     let again = next(&mut consumer).await;
-    assert_eq!(again.message, Ok(tasks[1]));
+    assert_eq!(again.message.as_ref().ok(), Some(&tasks[1]));
     assert!(
         retried_at.elapsed() >= Duration::from_millis(250),
         "retried after {:?}, before its delay",

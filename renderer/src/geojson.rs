@@ -390,7 +390,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     record: c.record_label(),
                     ..location
                 };
-                let result = feature_from_value(v);
+                let result = feature(v);
                 if c.take(location, result) {
                     Ok(())
                 } else {
@@ -404,7 +404,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     record: c.record_label(),
                     ..Location::default()
                 };
-                let result = geometry_from_value(&v, "").map(Feature::from_geometry);
+                let result = geometry(&v, "").map(Feature::from_geometry);
                 if c.take(location, result) {
                     Ok(())
                 } else {
@@ -439,7 +439,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
         while let Some(v) = seq.next_element::<Value>()? {
             let mut c = self.collector.borrow_mut();
             let location = c.location(Some(index), &v);
-            let result = feature_from_value(v);
+            let result = feature(v);
             if !c.take(location, result) {
                 return Err(de::Error::custom(STOP));
             }
@@ -460,8 +460,23 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+/// What is wrong with one GeoJSON Feature or geometry object, naming the
+/// member where it can (`geometry.coordinates[0][2]`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidFeature(pub String);
+
 /// Converts one GeoJSON Feature object.
-pub fn feature_from_value(v: Value) -> Result<Feature, String> {
+pub fn feature_from_value(v: Value) -> Result<Feature, InvalidFeature> {
+    feature(v).map_err(InvalidFeature)
+}
+
+/// Converts one GeoJSON geometry object. `path` names it in messages.
+pub fn geometry_from_value(v: &Value, path: &str) -> Result<Geometry<f64>, InvalidFeature> {
+    geometry(v, path).map_err(InvalidFeature)
+}
+
+fn feature(v: Value) -> Result<Feature, String> {
     let Value::Object(mut obj) = v else {
         return Err(format!(
             "a feature must be an object, found {}",
@@ -507,7 +522,7 @@ pub fn feature_from_value(v: Value) -> Result<Feature, String> {
     let geometry = match obj.get("geometry") {
         None => return Err("the feature has no \"geometry\" member (use null for none)".into()),
         Some(Value::Null) => None,
-        Some(g) => Some(geometry_from_value(g, "geometry")?),
+        Some(g) => Some(geometry(g, "geometry")?),
     };
     Ok(Feature {
         id,
@@ -524,8 +539,7 @@ fn join(path: &str, member: &str) -> String {
     }
 }
 
-/// Converts one GeoJSON geometry object. `path` names it in messages.
-pub fn geometry_from_value(v: &Value, path: &str) -> Result<Geometry<f64>, String> {
+fn geometry(v: &Value, path: &str) -> Result<Geometry<f64>, String> {
     let here = if path.is_empty() {
         "the geometry"
     } else {
@@ -561,7 +575,7 @@ pub fn geometry_from_value(v: &Value, path: &str) -> Result<Geometry<f64>, Strin
         let parts = items
             .iter()
             .enumerate()
-            .map(|(i, g)| geometry_from_value(g, &format!("{gpath}[{i}]")))
+            .map(|(i, g)| geometry(g, &format!("{gpath}[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Geometry::GeometryCollection(GeometryCollection(parts)));
     }

@@ -25,16 +25,17 @@ mod tile;
 pub use cover::tiles_covering;
 pub use feature::{Feature, FeatureId, geometry_to_geojson};
 pub use geojson::{
-    InputError, Location, OnInvalid, ReadOptions, ReadReport, feature_from_value,
+    InputError, InvalidFeature, Location, OnInvalid, ReadOptions, ReadReport, feature_from_value,
     geometry_from_value, read_geojson,
 };
 pub use metatile::MetaTile;
 pub use png::{PngError, UniformPngs, encode_png, encode_rgba};
 pub use prepare::{Layer, ZoomLayer};
 pub use raster::{RenderedMetaTile, TileImage, render_metatile};
-pub use region::{Region, RegionPlanner, Regions, ZoomPlan};
+pub use region::{Region, RegionPlanner, Regions, RegionsError, ZoomPlan};
 pub use style::{
-    ColorRule, FeaturePaint, LineStyle, PointStyle, PolygonStyle, Rgba, Size, Style, StyleError,
+    BadColour, ColorRule, FeaturePaint, LineStyle, PointStyle, PolygonStyle, Rgba, Size, Style,
+    StyleError,
 };
 pub use tile::{
     MAX_LATITUDE, MAX_ZOOM, MERCATOR_HALF_WORLD, TileId, UnitRect, clamp_latitude,

@@ -345,25 +345,31 @@ impl Regions {
     }
 
     /// Reads [`Regions::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Regions, String> {
-        let body = bytes
-            .strip_prefix(MAGIC)
-            .ok_or("not a tilefarm regions file (no TFREGN1 header)")?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Regions, RegionsError> {
+        let body = bytes.strip_prefix(MAGIC).ok_or(RegionsError::NoHeader)?;
         if body.len() % 13 != 0 {
-            return Err(format!(
-                "a regions file of {} bytes is cut short",
-                bytes.len()
-            ));
+            return Err(RegionsError::CutShort { len: bytes.len() });
         }
         let mut roots = HashMap::with_capacity(body.len() / 13);
         for r in body.chunks_exact(13) {
             let word = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes"));
-            let root = TileId::new(r[0], word(1), word(5))
-                .ok_or_else(|| format!("{}/{}/{} is not a tile", r[0], word(1), word(5)))?;
+            let (z, x, y) = (r[0], word(1), word(5));
+            let root = TileId::new(z, x, y).ok_or(RegionsError::NotATile { z, x, y })?;
             roots.insert(root, Rgba(r[9..13].try_into().expect("4 bytes")));
         }
         Ok(Regions { roots })
     }
+}
+
+/// Why bytes are not a regions file ([`Regions::from_bytes`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegionsError {
+    #[error("not a tilefarm regions file (no TFREGN1 header)")]
+    NoHeader,
+    #[error("a regions file of {len} bytes is cut short")]
+    CutShort { len: usize },
+    #[error("{z}/{x}/{y} is not a tile")]
+    NotATile { z: u8, x: u32, y: u32 },
 }
 
 #[cfg(test)]
@@ -387,7 +393,13 @@ mod tests {
         assert!(region.tiles_at(5).all(|t| region.contains(t)));
         assert_eq!(region.tiles_at(2).count(), 0);
         assert_eq!(Regions::from_bytes(&regions.to_bytes()), Ok(regions));
-        assert!(Regions::from_bytes(b"TFREGN1\nabc").is_err());
-        assert!(Regions::from_bytes(b"nonsense").is_err());
+        assert_eq!(
+            Regions::from_bytes(b"TFREGN1\nabc"),
+            Err(RegionsError::CutShort { len: 11 })
+        );
+        assert_eq!(
+            Regions::from_bytes(b"nonsense"),
+            Err(RegionsError::NoHeader)
+        );
     }
 }

@@ -60,10 +60,15 @@ impl fmt::Display for Rgba {
     }
 }
 
+/// Text that is not a colour ([`Rgba`]'s `FromStr`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a colour; expected #rgb, #rrggbb or #rrggbbaa")]
+pub struct BadColour(pub String);
+
 impl FromStr for Rgba {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a colour; expected #rgb, #rrggbb or #rrggbbaa");
+    type Err = BadColour;
+    fn from_str(s: &str) -> Result<Self, BadColour> {
+        let bad = || BadColour(s.to_string());
         let hex = s.strip_prefix('#').ok_or_else(bad)?;
         if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());

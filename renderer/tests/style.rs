@@ -2,7 +2,7 @@
 //! sizes by zoom, and errors that say where in the document and what is wrong.
 
 use serde_json::{Value, json};
-use tilefarm_renderer::{ColorRule, Feature, FeaturePaint, Rgba, Size, Style};
+use tilefarm_renderer::{BadColour, ColorRule, Feature, FeaturePaint, Rgba, Size, Style};
 
 fn rgba(r: u8, g: u8, b: u8, a: u8) -> Rgba {
     Rgba([r, g, b, a])
@@ -94,7 +94,8 @@ fn colours_are_parsed_in_three_forms() {
         "#88aadd800",
     ] {
         let e = bad.parse::<Rgba>().expect_err(bad);
-        assert!(e.contains("is not a colour"), "{bad}: {e}");
+        assert_eq!(e, BadColour(bad.to_string()));
+        assert!(e.to_string().contains("is not a colour"), "{bad}: {e}");
     }
     assert_eq!(rgba(0x88, 0xaa, 0xdd, 255).to_string(), "#88aaddff");
     assert_eq!(

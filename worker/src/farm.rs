@@ -61,31 +61,34 @@ impl Default for FarmConfig {
     }
 }
 
+/// What stopped a task: the error itself, with its own sources.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a task did not finish.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     /// It may work next time (a store, database or network hiccup): retry it.
     #[error("{0}")]
-    Transient(String),
+    Transient(#[source] Cause),
     /// It never will (a bug, a task that makes no sense): fail the job.
     #[error("{0}")]
-    Permanent(String),
+    Permanent(#[source] Cause),
     /// The job store cannot be reached: hold the task until it can, without
     /// spending an attempt (an outage is nobody's task's fault).
     #[error("{0}")]
-    StoreDown(String),
+    StoreDown(#[source] StoreError),
 }
 
-fn transient(e: impl std::fmt::Display) -> TaskError {
-    TaskError::Transient(e.to_string())
+fn transient(e: impl Into<Cause>) -> TaskError {
+    TaskError::Transient(e.into())
 }
 
 impl From<StoreError> for TaskError {
     fn from(e: StoreError) -> Self {
         match e {
-            _ if e.is_unavailable() => TaskError::StoreDown(e.to_string()),
-            StoreError::Database(_) | StoreError::Migrate(_) => TaskError::Transient(e.to_string()),
-            other => TaskError::Permanent(other.to_string()),
+            _ if e.is_unavailable() => TaskError::StoreDown(e),
+            StoreError::Database(_) | StoreError::Migrate(_) => TaskError::Transient(e.into()),
+            other => TaskError::Permanent(other.into()),
         }
     }
 }
@@ -132,7 +135,7 @@ impl Farm {
             Ok(Some(ctx)) => ctx,
             Ok(None) => {
                 let why = format!("task {} is not in the job store", msg.task);
-                return TaskRun::unknown(Err(TaskError::Permanent(why)));
+                return TaskRun::unknown(Err(TaskError::Permanent(why.into())));
             }
             Err(e) => return TaskRun::unknown(Err(e.into())),
         };
@@ -225,12 +228,15 @@ impl Farm {
             .on_pool(move || -> Result<Ingested, (&'static str, String)> {
                 let mut summary = None;
                 let (features, edited) = if is_edit {
-                    let edit = Edit::from_json(&data).map_err(|e| ("invalid_edit", e))?;
+                    let edit =
+                        Edit::from_json(&data).map_err(|e| ("invalid_edit", e.to_string()))?;
                     let old = match &base {
                         Some((Some(p), _)) => p.features.as_ref().clone(),
                         _ => Vec::new(),
                     };
-                    let applied = edit.apply(old).map_err(|e| ("unknown_feature", e))?;
+                    let applied = edit
+                        .apply(old)
+                        .map_err(|e| ("unknown_feature", e.to_string()))?;
                     (applied.features, Some((applied.before, applied.after)))
                 } else {
                     let upload = tilefarm_formats::read_bytes(&data, &read_options)
@@ -387,10 +393,9 @@ impl Farm {
             .on_pool(move || {
                 let zl = prepared.zoom(z, tile_size);
                 render_tiles_measured(zl, meta, &tiles, metatile, &UniformPngs::default())
-                    .map_err(|e| e.to_string())
             })
             .await?
-            .map_err(TaskError::Permanent)?;
+            .map_err(|e| TaskError::Permanent(e.into()))?;
         let m = &self.metrics;
         WorkerMetrics::time(&m.render_seconds, work.render);
         WorkerMetrics::time(&m.encode_seconds, work.encode);
@@ -492,7 +497,7 @@ impl Farm {
         };
         crate::invalidate::report(&self.config.invalidation, &self.http, &changed)
             .await
-            .map_err(TaskError::Transient)?;
+            .map_err(transient)?;
         if let Completion::Counted { finished: true, .. } =
             self.store.complete_task(ctx.task_id).await?
         {
@@ -508,8 +513,8 @@ impl Farm {
                 "the layer version was never ingested".into(),
             ));
         };
-        let style = Style::from_json(&ctx.style.to_string())
-            .map_err(|e| TaskError::Permanent(e.to_string()))?;
+        let style =
+            Style::from_json(&ctx.style.to_string()).map_err(|e| TaskError::Permanent(e.into()))?;
         self.load(ctx.layer_id, ctx.version, key, &style).await
     }
 
@@ -549,7 +554,7 @@ impl Farm {
                     } else {
                         read_geojson(&data[..], &ReadOptions::default())
                             .map_err(|e| {
-                                TaskError::Permanent(format!("prepared features {key}: {e}"))
+                                TaskError::Permanent(format!("prepared features {key}: {e}").into())
                             })?
                             .features
                     };
@@ -597,9 +602,9 @@ impl Farm {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown".into());
-                Err(TaskError::Permanent(format!(
-                    "the renderer panicked: {why}"
-                )))
+                Err(TaskError::Permanent(
+                    format!("the renderer panicked: {why}").into(),
+                ))
             }
             Err(_) => Err(TaskError::Transient("the render pool stopped".into())),
         }

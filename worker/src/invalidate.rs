@@ -32,11 +32,27 @@ const PURGES_IN_FLIGHT: usize = 16;
 
 /// Reports `changed` to the log, the webhook and the cache. An error names the
 /// hook that failed; the task is retried.
+/// A webhook or purge that failed: worth another try.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidationError {
+    #[error("{what}: {source}")]
+    Unreachable {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what} answered {status}")]
+    Refused {
+        what: String,
+        status: reqwest::StatusCode,
+    },
+}
+
 pub async fn report(
     config: &InvalidationConfig,
     client: &reqwest::Client,
     changed: &ChangedTiles,
-) -> Result<(), String> {
+) -> Result<(), InvalidationError> {
     // One line per LOG_LINE_PATHS paths, so a large change stays readable.
     let parts = changed.paths.len().div_ceil(LOG_LINE_PATHS).max(1);
     for (i, chunk) in changed.paths.chunks(LOG_LINE_PATHS).enumerate() {
@@ -56,12 +72,15 @@ pub async fn report(
             .json(changed)
             .send()
             .await
-            .map_err(|e| format!("invalidation webhook {url}: {e}"))?;
+            .map_err(|source| InvalidationError::Unreachable {
+                what: format!("invalidation webhook {url}"),
+                source,
+            })?;
         if !response.status().is_success() {
-            return Err(format!(
-                "invalidation webhook {url} answered {}",
-                response.status()
-            ));
+            return Err(InvalidationError::Refused {
+                what: format!("invalidation webhook {url}"),
+                status: response.status(),
+            });
         }
     }
     if let Some(base) = &config.purge_url {
@@ -75,13 +94,19 @@ pub async fn report(
                         .request(purge, &url)
                         .send()
                         .await
-                        .map_err(|e| format!("PURGE {url}: {e}"))?
+                        .map_err(|source| InvalidationError::Unreachable {
+                            what: format!("PURGE {url}"),
+                            source,
+                        })?
                         .status();
                     // 404: the cache did not hold the tile, which is as good.
                     if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
                         Ok(())
                     } else {
-                        Err(format!("PURGE {url} answered {status}"))
+                        Err(InvalidationError::Refused {
+                            what: format!("PURGE {url}"),
+                            status,
+                        })
                     }
                 }
             })

@@ -248,7 +248,7 @@ async fn run_holding_through_outages(
                     if stop.is_cancelled() {
                         let why = format!("stopped while the job store was unreachable ({why})");
                         return TaskRun {
-                            result: Err(TaskError::Transient(why)),
+                            result: Err(TaskError::Transient(why.into())),
                             ..run
                         };
                     }
@@ -289,7 +289,7 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
         Err(why) => {
             tracing::error!("dead-lettered a message that is not a task: {why}");
             WorkerMetrics::count(&metrics.dead_lettered, "unknown");
-            Outcome::Permanent(why.clone())
+            Outcome::Permanent(why.to_string())
         }
         Ok(msg) => {
             let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
@@ -301,6 +301,7 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
                     WorkerMetrics::count(&metrics.retried, kind);
                     let attempt = incoming.attempt() + 1;
                     tracing::warn!(%job_id, %task_id, attempt, "task failed, will retry: {why}");
+                    let why = why.to_string();
                     if let Err(e) = farm.store.record_attempt(task_id, &why).await {
                         tracing::warn!(%job_id, %task_id, "could not record the attempt: {e}");
                     }
@@ -309,10 +310,10 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
                 Err(e) => {
                     let attempts = incoming.attempt() + 1;
                     let message = match &e {
-                        TaskError::Transient(why) | TaskError::StoreDown(why) => {
-                            format!("a task failed {attempts} times; the last error: {why}")
-                        }
                         TaskError::Permanent(why) => format!("a task failed: {why}"),
+                        TaskError::Transient(_) | TaskError::StoreDown(_) => {
+                            format!("a task failed {attempts} times; the last error: {e}")
+                        }
                     };
                     tracing::error!(%job_id, %task_id, "task dead-lettered: {e}");
                     WorkerMetrics::count(&metrics.dead_lettered, kind);
