@@ -220,7 +220,7 @@ async fn embedded(args: &FarmArgs) -> Result<Parts> {
     Ok(Parts {
         store,
         objects,
-        transport: Transport::Local(LocalQueue::new(policy(args).retry_delays)),
+        transport: Transport::Local(LocalQueue::new(policy(args))),
     })
 }
 

@@ -208,7 +208,7 @@ impl JobStore {
         let q = tx
             .query(
                 "UPDATE tasks SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'pending' END,
-                        attempts = 0, last_error = NULL, first_failed_at = NULL,
+                        attempts = 0, deliveries = 0, last_error = NULL, first_failed_at = NULL,
                         last_failed_at = NULL, dead_at = NULL, dead_reason = NULL,
                         claimed_at = CASE WHEN state = 'done' THEN claimed_at END,
                         done_at = CASE WHEN state = 'done' THEN done_at END,

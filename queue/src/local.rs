@@ -2,7 +2,11 @@
 //! serve` with no broker configured. Retries wait out the same backoff delays;
 //! a task past its last retry lands in the dead-letter list. What the queue
 //! holds is lost with the process, so at start-up the embedded store sends every
-//! pending task again (see `JobStore::requeue_pending`).
+//! pending task again (see `JobStore::requeue_pending`); the store also keeps
+//! how often each task was delivered without settling
+//! (`JobStore::count_delivery`), so a task that takes the process down with it
+//! is dead-lettered past the delivery limit, as RabbitMQ does, instead of
+//! crashing every restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::amqp::{NotATask, Outcome, TaskMessage};
+use crate::amqp::{NotATask, Outcome, QueuePolicy, TaskMessage};
 
 #[derive(Debug)]
 struct Inner {
@@ -18,6 +22,7 @@ struct Inner {
     dead: Mutex<Vec<Vec<u8>>>,
     ready: Notify,
     retry_delays: Vec<Duration>,
+    delivery_limit: i64,
 }
 
 #[derive(Debug)]
@@ -33,13 +38,16 @@ pub struct LocalQueue {
 }
 
 impl LocalQueue {
-    pub fn new(retry_delays: Vec<Duration>) -> LocalQueue {
+    /// A queue that retries after `policy.retry_delays` and dead-letters a
+    /// message delivered more than `policy.delivery_limit` times over.
+    pub fn new(policy: QueuePolicy) -> LocalQueue {
         LocalQueue {
             inner: Arc::new(Inner {
                 queues: Mutex::default(),
                 dead: Mutex::default(),
                 ready: Notify::new(),
-                retry_delays,
+                retry_delays: policy.retry_delays,
+                delivery_limit: policy.delivery_limit,
             }),
         }
     }
@@ -126,6 +134,16 @@ impl LocalIncoming {
 
     pub fn can_retry(&self) -> bool {
         (self.item.attempt as usize) < self.owner.inner.retry_delays.len()
+    }
+
+    /// Whether a task delivered `deliveries` times without settling (this
+    /// delivery included, as [`JobStore::count_delivery`] counts them) is past
+    /// the delivery limit: redelivered more often than it allows, as a quorum
+    /// queue counts.
+    ///
+    /// [`JobStore::count_delivery`]: crate::JobStore::count_delivery
+    pub fn past_delivery_limit(&self, deliveries: i32) -> bool {
+        i64::from(deliveries) - 1 > self.owner.inner.delivery_limit
     }
 
     /// Drops the message (done), queues it again after its backoff delay

@@ -373,13 +373,33 @@ impl JobStore {
         Ok(Some(sources))
     }
 
-    /// Counts a failed attempt at a task and returns the attempts so far.
+    /// Counts a delivery of a pending task's message and returns the
+    /// deliveries that never settled, this one included (`None` when the task
+    /// is not pending). The embedded queue loses its messages with the process,
+    /// so it keeps this count here, as RabbitMQ keeps its own.
+    pub async fn count_delivery(&self, task_id: Uuid) -> StoreResult<Option<i32>> {
+        let q = self
+            .db
+            .query(
+                "UPDATE tasks SET deliveries = deliveries + 1
+                 WHERE id = $1 AND state = 'pending' RETURNING deliveries",
+            )
+            .bind(task_id);
+        match self.db.fetch_optional(q).await? {
+            Some(row) => Ok(Some(row.get(0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts a failed attempt at a task and returns the attempts so far. The
+    /// attempt settled its delivery: the count of unsettled ones starts again.
     pub async fn record_attempt(&self, task_id: Uuid, error: &str) -> StoreResult<i32> {
         let q = self
             .db
             .query(
                 "UPDATE tasks SET attempts = attempts + 1, last_error = $2,
-                        first_failed_at = coalesce(first_failed_at, $3), last_failed_at = $3
+                        first_failed_at = coalesce(first_failed_at, $3), last_failed_at = $3,
+                        deliveries = 0
                  WHERE id = $1 RETURNING attempts",
             )
             .bind(task_id)

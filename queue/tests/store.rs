@@ -28,6 +28,7 @@ on_both_stores!(
     changes_to_a_layer_run_one_at_a_time_in_order,
     a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job,
     a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way,
+    deliveries_are_counted_until_an_attempt_settles_them,
 );
 
 fn layer(name: &str) -> NewLayer {
@@ -548,5 +549,34 @@ async fn a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way(db: Te
     let left: i64 = db.scalar(db.query("SELECT count(*) FROM tasks")).await;
     assert_eq!(left, 0, "the layer's tasks went with it");
     assert_eq!(db.store.delete_layer(up.layer_id).await.unwrap(), None);
+    db.drop().await;
+}
+
+async fn deliveries_are_counted_until_an_attempt_settles_them(db: TestDb) {
+    let (_, render) = planned(&db, 2, 64).await;
+    let (t, other) = (render[0], render[1]);
+    assert_eq!(db.store.count_delivery(t).await.unwrap(), Some(1));
+    assert_eq!(db.store.count_delivery(t).await.unwrap(), Some(2));
+    assert_eq!(
+        db.store.count_delivery(other).await.unwrap(),
+        Some(1),
+        "each task has its own count"
+    );
+    db.store
+        .record_attempt(t, "the store blinked")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.count_delivery(t).await.unwrap(),
+        Some(1),
+        "a settled attempt starts the count again"
+    );
+    db.store.complete_task(t).await.unwrap();
+    assert_eq!(
+        db.store.count_delivery(t).await.unwrap(),
+        None,
+        "a done task is not counted"
+    );
+    assert_eq!(db.store.count_delivery(Uuid::new_v4()).await.unwrap(), None);
     db.drop().await;
 }

@@ -184,45 +184,71 @@ async fn fail_dead_letter(farm: &Farm, letter: Incoming) {
     let outcome = match &letter.message {
         Ok(msg) => {
             let reason = match letter.death_reason().as_deref() {
-                Some("delivery_limit") => {
-                    "a task was delivered to workers as often as the broker allows without \
-                     finishing (each one crashed or lost its connection)"
-                        .to_string()
-                }
+                Some("delivery_limit") => DELIVERY_LIMIT_REASON.to_string(),
                 Some(other) => format!("a task was dead-lettered ({other})"),
                 None => "a task was dead-lettered".to_string(),
             };
-            // No worker holds a dead letter's task any more. A letter from
-            // before the task was replayed, or of an unknown task, fails nothing.
-            let failed = match farm
-                .store
-                .record_dead_letter(msg.task, msg.replay, &reason)
-                .await
-            {
-                Ok(false) => Ok(false),
-                Ok(true) => match farm.store.fail_job(msg.job, "task_failed", &reason).await {
-                    Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            match failed {
-                Ok(true) => {
-                    tracing::error!(job_id = %msg.job, task_id = %msg.task, "job failed: {reason}");
-                    Outcome::Done
-                }
-                Ok(false) => Outcome::Done,
-                Err(e) => {
-                    tracing::warn!(job_id = %msg.job, "could not fail the job of a dead letter: {e}");
-                    Outcome::Retry(e.to_string())
-                }
-            }
+            fail_dead_task(farm, msg, &reason).await
         }
         // Not a task: nothing to fail; ops find it in the dead-letter queue.
         Err(_) => Outcome::Done,
     };
     if let Err(e) = letter.settle(&outcome).await {
         tracing::warn!("could not settle a dead letter ({e})");
+    }
+}
+
+/// Why a task past the delivery limit failed its job.
+const DELIVERY_LIMIT_REASON: &str = "a task was delivered to workers as often as the broker \
+                                     allows without finishing (each one crashed or lost its \
+                                     connection)";
+
+/// Records a dead-lettered task and fails its job, unless the letter is stale
+/// or the job has ended: no worker holds the task any more. Settles the
+/// letter once that is recorded; retries it when the store cannot say.
+async fn fail_dead_task(farm: &Farm, msg: &TaskMessage, reason: &str) -> Outcome {
+    // A letter from before the task was replayed, or of an unknown task,
+    // fails nothing.
+    let failed = match farm
+        .store
+        .record_dead_letter(msg.task, msg.replay, reason)
+        .await
+    {
+        Ok(false) => Ok(false),
+        Ok(true) => match farm.store.fail_job(msg.job, "task_failed", reason).await {
+            Ok(failed) => farm.store.release_task(msg.task).await.map(|()| failed),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match failed {
+        Ok(true) => {
+            tracing::error!(job_id = %msg.job, task_id = %msg.task, "job failed: {reason}");
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Done,
+        Err(e) => {
+            tracing::warn!(job_id = %msg.job, "could not fail the job of a dead letter: {e}");
+            Outcome::Retry(e.to_string())
+        }
+    }
+}
+
+/// Whether the in-process queue's task is past the delivery limit. That queue
+/// loses its messages with the process, so the job store counts each delivery
+/// (RabbitMQ counts its own): a task delivered too often without settling
+/// took the process down with it every time, and must not run again.
+async fn past_delivery_limit(farm: &Farm, incoming: &Delivery, msg: &TaskMessage) -> bool {
+    let Delivery::Local(local) = incoming else {
+        return false;
+    };
+    match farm.store.count_delivery(msg.task).await {
+        Ok(Some(deliveries)) => local.past_delivery_limit(deliveries),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(job_id = %msg.job, task_id = %msg.task, "could not count the delivery: {e}");
+            false
+        }
     }
 }
 
@@ -290,6 +316,10 @@ async fn settle_task(farm: &Farm, incoming: Delivery, stop: &CancellationToken) 
             tracing::error!("dead-lettered a message that is not a task: {why}");
             WorkerMetrics::count(&metrics.dead_lettered, "unknown");
             Outcome::Permanent(why.to_string())
+        }
+        Ok(msg) if past_delivery_limit(farm, &incoming, msg).await => {
+            WorkerMetrics::count(&metrics.dead_lettered, "unknown");
+            fail_dead_task(farm, msg, DELIVERY_LIMIT_REASON).await
         }
         Ok(msg) => {
             let (job_id, task_id, replay) = (msg.job, msg.task, msg.replay);
