@@ -410,46 +410,22 @@ pub async fn delete(
         ));
     };
     // The layer is gone for every reader now; then its objects.
+    let failed = |e| ApiError::internal("could not delete the layer's objects", e);
     let mut removed = 0u64;
     for prefix in [
         state.objects.tiles_prefix(layer.id),
         state.objects.layer_prefix(layer.id),
     ] {
-        removed += delete_under(&state, prefix).await?;
+        removed += state.objects.delete_under(&prefix).await.map_err(failed)?;
     }
     for source in sources {
         let key = object_store::path::Path::from(source);
-        for key in [Objects::upload_options_key(&key), key] {
-            match state.objects.store.delete(&key).await {
-                Ok(()) => removed += 1,
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(ApiError::internal("could not delete the layer's data", e)),
-            }
-        }
+        removed += state.objects.delete_upload(&key).await.map_err(failed)?;
     }
     tracing::info!(layer_id = %layer.id, objects = removed, "layer deleted");
     Ok(Json(
         json!({ "layer_id": layer.id, "deleted": true, "objects_removed": removed }),
     ))
-}
-
-/// Deletes every object under `prefix`; how many there were.
-async fn delete_under(state: &AppState, prefix: object_store::path::Path) -> ApiResult<u64> {
-    use futures_util::TryStreamExt;
-    let locations = state
-        .objects
-        .store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .boxed();
-    let deleted: Vec<_> = state
-        .objects
-        .store
-        .delete_stream(locations)
-        .try_collect()
-        .await
-        .map_err(|e| ApiError::internal("could not delete the layer's objects", e))?;
-    Ok(deleted.len() as u64)
 }
 
 /// `GET /v1/layers/{id}`

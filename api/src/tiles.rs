@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tilefarm_objects::Objects;
+use tilefarm_queue::DEEPEST_ZOOM;
 use tilefarm_renderer::UniformPngs;
-use tilefarm_renderer::{Regions, TileId, tiles_per_side};
+use tilefarm_renderer::{Regions, TileId};
 use uuid::Uuid;
 
 use crate::jobs::parse_id;
@@ -77,16 +78,7 @@ pub fn etag(png: &[u8]) -> String {
 }
 
 fn parse_tile(z: &str, x: &str, y: &str) -> Option<TileId> {
-    let y = y.strip_suffix(".png")?;
-    let tile = TileId {
-        z: z.parse().ok()?,
-        x: x.parse().ok()?,
-        y: y.parse().ok()?,
-    };
-    (tile.z <= 24
-        && u64::from(tile.x) < tiles_per_side(tile.z)
-        && u64::from(tile.y) < tiles_per_side(tile.z))
-    .then_some(tile)
+    TileId::from_path(z, x, y).filter(|t| t.z <= DEEPEST_ZOOM)
 }
 
 /// `GET /tiles/{layer}/{z}/{x}/{y}.png`: the stored tile, or where none is

@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "TILEFARM_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Seconds after a job failed or was cancelled that the sweep removes its
+    /// uploaded data and prepared features, and the tiles of a layer never
+    /// published (a failed job's dead letters can be replayed until then).
+    #[arg(long, env = "TILEFARM_SWEEP_AFTER_SECS", default_value_t = 7 * 24 * 3600)]
+    pub sweep_after_secs: u64,
+    /// Seconds between sweeps; 0: never sweep in this process.
+    #[arg(long, env = "TILEFARM_SWEEP_EVERY_SECS", default_value_t = 600)]
+    pub sweep_every_secs: u64,
     /// Serve the API only, running no tasks in this process (farm mode).
     #[arg(long)]
     pub api_only: bool,
@@ -321,6 +329,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             (None, _) => None,
         };
         start_background(&parts, workers, &stop, &mut background);
+        if args.sweep_every_secs > 0 {
+            background.spawn(crate::sweep::run_sweeper(
+                parts.store.clone(),
+                parts.objects.clone(),
+                std::time::Duration::from_secs(args.sweep_after_secs),
+                std::time::Duration::from_secs(args.sweep_every_secs),
+                stop.clone(),
+            ));
+        }
         let config = ApiConfig {
             token: args.token.clone(),
             max_upload_bytes: args.max_upload_mb << 20,

@@ -6,6 +6,7 @@ mod farm;
 mod migrate;
 mod progress;
 mod render;
+mod sweep;
 mod upload;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -71,6 +71,13 @@ async fn the_embedded_mode_renders_the_same_tiles_as_tilefarm_render() {
 /// Waits until `job` has rendered some of its tiles but not all, then kills
 /// the server (SIGKILL), with tasks in hand.
 async fn kill_mid_job(server: &mut Embedded, job: &str) {
+    wait_mid_job(server, job).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+}
+
+/// Waits until `job` has rendered some of its tiles but not all.
+async fn wait_mid_job(server: &Embedded, job: &str) {
     let started = Instant::now();
     loop {
         let j = server.job(job).await;
@@ -88,8 +95,19 @@ async fn kill_mid_job(server: &mut Embedded, job: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+}
+
+/// Cancels `job` once it has rendered some of its tiles but not all, and
+/// waits until it has ended.
+async fn cancel_mid_job(server: &Embedded, job: &str) {
+    wait_mid_job(server, job).await;
+    let res = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/jobs/{job}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(server.wait_job(job).await["state"], "cancelled");
 }
 
 /// Pending tasks of the embedded store in `data_dir` that were delivered and
@@ -161,6 +179,66 @@ async fn a_task_that_died_with_its_process_past_the_delivery_limit_fails_its_job
         0,
         "no task is left pending"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_removes_what_failed_and_cancelled_jobs_left_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let args = ["--sweep-after-secs", "3", "--sweep-every-secs", "1"];
+    let server = Embedded::start_with(dir.path(), dir.path().join("serve.log"), &args);
+    let client = reqwest::Client::new();
+    // Kept: a published layer.
+    let (kept_job, kept) = upload(&server, "ne_110m_countries.geojson", "0-3").await;
+    assert_eq!(server.wait_job(&kept_job).await["state"], "succeeded");
+    let kept_tiles = stored(dir.path(), &kept);
+    // A job that failed: its upload holds no coordinates.
+    let res = client
+        .post(server.url("/v1/layers?name=bad&zooms=0-2"))
+        .body("name,size\nnowhere,1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let bad: Value = res.json().await.unwrap();
+    let bad_job = bad["job"]["id"].as_str().unwrap().to_string();
+    let bad_layer = bad["layer_id"].as_str().unwrap().to_string();
+    assert_eq!(server.wait_job(&bad_job).await["state"], "failed");
+    // A first upload cancelled halfway, with some of its tiles written.
+    let (cut_job, cut) = upload(&server, "wa_countries_50m.geojson", "0-6").await;
+    cancel_mid_job(&server, &cut_job).await;
+    assert!(
+        !stored(dir.path(), &cut).is_empty(),
+        "the cancelled job wrote tiles"
+    );
+    let objects = |under: &str| tree(&store.join(under)).into_keys().collect::<Vec<_>>();
+    let started = Instant::now();
+    loop {
+        let (uploads, layers, cut_tiles) = (
+            objects("uploads"),
+            objects("layers"),
+            stored(dir.path(), &cut),
+        );
+        let left_of = |id: &str| layers.iter().filter(|k| k.starts_with(id)).count();
+        if uploads.len() == 1 && left_of(&bad_layer) + left_of(&cut) == 0 && cut_tiles.is_empty() {
+            assert!(left_of(&kept) > 0, "the kept layer's versions: {layers:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not swept: uploads {uploads:?}, layers {layers:?}, {} tiles of the cancelled layer",
+            cut_tiles.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(stored(dir.path(), &kept), kept_tiles, "the kept tiles stay");
+    let tile = reqwest::get(server.url(&format!("/tiles/{kept}/0/0/0.png")))
+        .await
+        .unwrap();
+    assert_eq!(tile.status().as_u16(), 200);
+    // The jobs still tell what became of them.
+    assert_eq!(server.job(&bad_job).await["state"], "failed");
+    assert_eq!(server.job(&cut_job).await["state"], "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,30 +762,7 @@ async fn a_change_after_a_cancelled_one_leaves_no_half_written_tile() {
         .unwrap();
     let replaced: Value = res.json().await.unwrap();
     let replace_job = replaced["job"]["id"].as_str().unwrap().to_string();
-    let started = Instant::now();
-    loop {
-        let j = server.job(&replace_job).await;
-        let done = j["progress"]["done"].as_i64().unwrap();
-        if done > 0 {
-            assert!(
-                Some(done) < j["progress"]["total"].as_i64(),
-                "finished before the cancel"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no progress: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let res = client
-        .delete(server.url(&format!("/v1/jobs/{replace_job}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    assert_eq!(server.wait_job(&replace_job).await["state"], "cancelled");
+    cancel_mid_job(&server, &replace_job).await;
     let out = tempfile::tempdir().unwrap();
     let published = reference_render("ne_110m_countries.geojson", ZOOMS, out.path());
     assert!(

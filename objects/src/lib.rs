@@ -205,6 +205,38 @@ impl Objects {
         Regions::from_bytes(&bytes).map_err(|source| RegionsReadError::Invalid { key, source })
     }
 
+    /// The folder of one version of a layer (prepared features, summary,
+    /// regions, plan).
+    pub fn version_prefix(&self, layer: Uuid, version: i32) -> Path {
+        self.key(&["layers", &layer.to_string(), &format!("v{version}")])
+    }
+
+    /// Deletes every object under `prefix`; how many there were.
+    pub async fn delete_under(&self, prefix: &Path) -> object_store::Result<u64> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let locations = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let deleted: Vec<_> = self.store.delete_stream(locations).try_collect().await?;
+        Ok(deleted.len() as u64)
+    }
+
+    /// Deletes uploaded data stored at `key` and its reading options; how many
+    /// of the two there were.
+    pub async fn delete_upload(&self, key: &Path) -> object_store::Result<u64> {
+        let mut removed = 0;
+        for key in [Self::upload_options_key(key), key.clone()] {
+            match self.store.delete(&key).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
     /// The folder of a layer's versions (prepared features, summaries).
     pub fn layer_prefix(&self, layer: Uuid) -> Path {
         self.key(&["layers", &layer.to_string()])

@@ -157,7 +157,9 @@ impl JobStore {
                         EXISTS (SELECT 1 FROM jobs n WHERE n.layer_id = j.layer_id
                                 AND n.version > j.version) AS newer,
                         (SELECT count(*) FROM tasks t
-                         WHERE t.job_id = j.id AND t.dead_at IS NOT NULL) AS dead
+                         WHERE t.job_id = j.id AND t.dead_at IS NOT NULL) AS dead,
+                        EXISTS (SELECT 1 FROM layer_versions v WHERE v.layer_id = j.layer_id
+                                AND v.version = j.version AND v.swept_at IS NOT NULL) AS swept
                  FROM jobs j WHERE j.id = $1",
             )
             .bind(job_id);
@@ -173,7 +175,13 @@ impl JobStore {
         };
         let failed_by_letter =
             state == JobState::Failed && error_code.as_deref() == Some(TASK_FAILED);
-        let skipped = if failed_by_letter && job.get::<bool>("newer")? {
+        let skipped = if job.get::<bool>("swept")? {
+            Some(
+                "the job's data was removed by the sweep of ended jobs (--sweep-after-secs); \
+                 upload or edit the layer again instead"
+                    .to_string(),
+            )
+        } else if failed_by_letter && job.get::<bool>("newer")? {
             let layer: Uuid = job.get("layer_id")?;
             Some(format!(
                 "layer {layer} has a newer job, whose tiles a replay would overwrite; \

@@ -21,6 +21,7 @@ mod outbox;
 mod postgres;
 mod reads;
 mod sqlite;
+mod sweep;
 mod transitions;
 
 pub use amqp::{
@@ -46,3 +47,4 @@ pub use model::{
 };
 pub use postgres::MIGRATOR;
 pub use sqlite::SQLITE_MIGRATOR;
+pub use sweep::{Orphan, TileSweep};

@@ -564,7 +564,7 @@ pub(crate) async fn lock_job(tx: &mut Tx, job_id: Uuid) -> StoreResult<JobState>
 
 /// Locks a layer until the transaction ends, so that changes of one layer are
 /// decided one at a time; `false` for an unknown layer.
-async fn lock_layer(tx: &mut Tx, layer_id: Uuid) -> StoreResult<bool> {
+pub(crate) async fn lock_layer(tx: &mut Tx, layer_id: Uuid) -> StoreResult<bool> {
     let q = tx
         .query_locking("SELECT id FROM layers WHERE id = $1")
         .bind(layer_id);
@@ -614,7 +614,7 @@ async fn start_next(tx: &mut Tx, ended_job: Uuid) -> StoreResult<()> {
 /// Whether a layer has a job under way (counting waiting ones too with
 /// `or_waiting`), or a task a worker may still be writing tiles for although its
 /// job ended.
-async fn layer_busy(tx: &mut Tx, layer_id: Uuid, or_waiting: bool) -> StoreResult<bool> {
+pub(crate) async fn layer_busy(tx: &mut Tx, layer_id: Uuid, or_waiting: bool) -> StoreResult<bool> {
     let lease_start = tx.now() - chrono::Duration::seconds(CLAIM_LEASE_SECONDS);
     let q = tx
         .query(
@@ -622,7 +622,9 @@ async fn layer_busy(tx: &mut Tx, layer_id: Uuid, or_waiting: bool) -> StoreResul
                             AND state IN ('queued', 'running') AND ($3 OR stage <> 'waiting'))
                  OR EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id
                             WHERE j.layer_id = $1 AND t.state IN ('cancelled', 'failed')
-                              AND t.done_at IS NULL AND t.claimed_at > $2)",
+                              AND t.done_at IS NULL AND t.claimed_at > $2)
+                 OR EXISTS (SELECT 1 FROM layer_versions
+                            WHERE layer_id = $1 AND tiles_swept_at > $2)",
         )
         .bind(layer_id)
         .bind(lease_start)

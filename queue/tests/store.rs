@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde_json::json;
 use tilefarm_queue::{
     ChangeKind, Completion, INGEST_QUEUE, INTERACTIVE_QUEUE, JobKind, JobState, JobStore, NewLayer,
-    RENDER_QUEUE, RenderTask, Stage, StoreError, TaskKind, Upload,
+    RENDER_QUEUE, RenderTask, Stage, StoreError, TaskKind, TileSweep, Upload,
 };
 use uuid::Uuid;
 
@@ -29,6 +29,7 @@ on_both_stores!(
     a_change_waits_for_tiles_a_worker_still_writes_for_an_ended_job,
     a_layer_is_deleted_whole_and_only_once_no_job_of_it_is_under_way,
     deliveries_are_counted_until_an_attempt_settles_them,
+    the_sweep_finds_versions_that_will_never_be_published,
 );
 
 fn layer(name: &str) -> NewLayer {
@@ -578,5 +579,84 @@ async fn deliveries_are_counted_until_an_attempt_settles_them(db: TestDb) {
         "a done task is not counted"
     );
     assert_eq!(db.store.count_delivery(Uuid::new_v4()).await.unwrap(), None);
+    db.drop().await;
+}
+
+async fn the_sweep_finds_versions_that_will_never_be_published(db: TestDb) {
+    let later = || chrono::Utc::now() + chrono::Duration::seconds(5);
+    // Published: never an orphan, nor are its tiles swept.
+    let (kept, ids) = planned(&db, 1, 64).await;
+    db.store.complete_task(ids[0]).await.unwrap();
+    // An edit of the published layer, to fail: its data goes, its tiles stay.
+    let edit = db
+        .store
+        .create_change(kept.layer_id, ChangeKind::Edit, "uploads/e")
+        .await
+        .unwrap();
+    // A first upload, to cancel: its data and its tiles go.
+    let (cut, _) = planned(&db, 2, 64).await;
+    // Still running: not an orphan.
+    let (live, _) = planned(&db, 1, 64).await;
+    assert!(
+        db.store.orphans(later(), 10).await.unwrap().is_empty(),
+        "nothing ended"
+    );
+    assert!(
+        db.store
+            .fail_job(edit.job_id, "unknown_feature", "no id 7")
+            .await
+            .unwrap()
+    );
+    assert!(db.store.cancel_job(cut.job_id).await.unwrap());
+    let before_end = chrono::Utc::now() - chrono::Duration::seconds(60);
+    assert!(
+        db.store.orphans(before_end, 10).await.unwrap().is_empty(),
+        "ended too recently"
+    );
+    let orphans = db.store.orphans(later(), 10).await.unwrap();
+    let found: Vec<(Uuid, i32, &str)> = orphans
+        .iter()
+        .map(|o| (o.job_id, o.version, o.source_key.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![(edit.job_id, 2, "uploads/e"), (cut.job_id, 1, "uploads/w")],
+        "the longest ended first"
+    );
+    assert!(
+        orphans
+            .iter()
+            .all(|o| o.job_id != live.job_id && o.job_id != kept.job_id)
+    );
+    assert_eq!(
+        db.store.tile_sweep(&orphans[0]).await.unwrap(),
+        TileSweep::Keep
+    );
+    assert_eq!(
+        db.store.tile_sweep(&orphans[1]).await.unwrap(),
+        TileSweep::Begin
+    );
+    // While the tiles are swept, the layer's next job waits.
+    let next = db
+        .store
+        .create_change(cut.layer_id, ChangeKind::Replace, "uploads/n")
+        .await
+        .unwrap();
+    assert!(
+        next.waiting,
+        "a job of a layer whose tiles are being swept waits"
+    );
+    assert_eq!(
+        db.store.tile_sweep(&orphans[1]).await.unwrap(),
+        TileSweep::Later,
+        "not twice at once, nor under a job"
+    );
+    for o in &orphans {
+        db.store.mark_swept(o).await.unwrap();
+    }
+    assert!(
+        db.store.orphans(later(), 10).await.unwrap().is_empty(),
+        "swept once"
+    );
     db.drop().await;
 }

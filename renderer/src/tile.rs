@@ -33,6 +33,13 @@ impl TileId {
             .then_some(Self { z, x, y })
     }
 
+    /// A tile address as a tile URL writes it: `z`, `x` and `y.png`, in
+    /// decimal; `None` for anything else or a tile outside its zoom.
+    pub fn from_path(z: &str, x: &str, y_png: &str) -> Option<Self> {
+        let y = y_png.strip_suffix(".png")?;
+        Self::new(z.parse().ok()?, x.parse().ok()?, y.parse().ok()?)
+    }
+
     /// The tile that contains a longitude and latitude at zoom `z`. Latitudes past
     /// ±[`MAX_LATITUDE`] fall in the first or last row; longitude 180 in the last column.
     pub fn containing(lon: f64, lat: f64, z: u8) -> Self {
@@ -178,6 +185,23 @@ mod tests {
         assert!(TileId::new(3, 7, 7).is_some());
         assert!(TileId::new(3, 8, 0).is_none());
         assert!(TileId::new(31, 0, 0).is_none());
+    }
+
+    #[test]
+    fn tile_paths_are_read_as_urls_write_them() {
+        assert_eq!(TileId::from_path("3", "7", "5.png"), TileId::new(3, 7, 5));
+        for (z, x, y) in [
+            ("3", "8", "0.png"),
+            ("3", "7", "5"),
+            ("3", "7", "5.jpg"),
+            ("-1", "0", "0.png"),
+            ("3", "+", "0.png"),
+            ("99999", "0", "0.png"),
+            ("31", "0", "0.png"),
+            ("", "", ".png"),
+        ] {
+            assert_eq!(TileId::from_path(z, x, y), None, "{z}/{x}/{y}");
+        }
     }
 
     #[test]
