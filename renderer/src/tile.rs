@@ -34,10 +34,18 @@ impl TileId {
     }
 
     /// A tile address as a tile URL writes it: `z`, `x` and `y.png`, in
-    /// decimal; `None` for anything else or a tile outside its zoom.
+    /// decimal as [`TileId`]'s own path writes them (no sign, no leading
+    /// zero: each tile has one URL, so a cache holds it once and a purge
+    /// reaches it); `None` for anything else or a tile outside its zoom.
     pub fn from_path(z: &str, x: &str, y_png: &str) -> Option<Self> {
+        fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+            let canonical = !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0'));
+            canonical.then(|| s.parse().ok()).flatten()
+        }
         let y = y_png.strip_suffix(".png")?;
-        Self::new(z.parse().ok()?, x.parse().ok()?, y.parse().ok()?)
+        Self::new(number(z)?, number(x)?, number(y)?)
     }
 
     /// The tile that contains a longitude and latitude at zoom `z`. Latitudes past
@@ -190,12 +198,16 @@ mod tests {
     #[test]
     fn tile_paths_are_read_as_urls_write_them() {
         assert_eq!(TileId::from_path("3", "7", "5.png"), TileId::new(3, 7, 5));
+        assert_eq!(TileId::from_path("0", "0", "0.png"), TileId::new(0, 0, 0));
         for (z, x, y) in [
             ("3", "8", "0.png"),
             ("3", "7", "5"),
             ("3", "7", "5.jpg"),
             ("-1", "0", "0.png"),
             ("3", "+", "0.png"),
+            ("+3", "+7", "+5.png"),
+            ("03", "007", "5.png"),
+            ("3", "7", "05.png"),
             ("99999", "0", "0.png"),
             ("31", "0", "0.png"),
             ("", "", ".png"),
