@@ -138,8 +138,12 @@ fn main() -> Result<()> {
             let o = out.to_str().context("a UTF-8 path")?;
             let g = d.join(gdal_input);
             let g = g.to_str().context("a UTF-8 path")?;
+            // A CSV says nothing of its coordinate system: WGS84, as
+            // tilefarm takes it.
             let extra: &[&str] = if file == "in.csv" {
                 &[
+                    "-s_srs",
+                    "EPSG:4326",
                     "-oo",
                     "GEOM_POSSIBLE_NAMES=WKT",
                     "-oo",
