@@ -12,6 +12,11 @@ use crate::{Crs, Error, Format, ReadOptions, Result, Upload};
 /// The most a zip member's declared size reserves before it is read.
 const MAX_SIZE_HINT: u64 = 16 << 20;
 
+/// The most one zip member may unzip to: a deflated member can expand about a
+/// thousand times, so an upload within the size limit could otherwise unzip to
+/// far more memory than the machine has.
+const MAX_MEMBER_BYTES: u64 = 2 << 30;
+
 /// The members of a zip, read whole (zip members cannot be sought in).
 struct Members {
     names: Vec<String>,
@@ -60,15 +65,32 @@ impl Members {
                 format!("cannot open it in the zip: {e}"),
             )
         })?;
-        // The size the zip declares is only a hint, and may be a lie (fuzzing
-        // found 3.8 GB declared in a 550-byte zip): reserve no more than 16 MiB for
-        // it; reading grows the buffer to the member's real size.
-        let hint = file.size().min(MAX_SIZE_HINT);
-        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
-        file.read_to_end(&mut out)
-            .map_err(|e| Error::input(format, base(name), format!("cannot unzip it: {e}")))?;
-        Ok(out)
+        unzip_member(&mut file, MAX_MEMBER_BYTES)
+            .map_err(|problem| Error::input(format, base(name), problem))
     }
+}
+
+/// A zip member's bytes, refused past `limit`.
+fn unzip_member(
+    file: &mut zip::read::ZipFile<'_, Cursor<Vec<u8>>>,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    // The size the zip declares is only a hint, and may be a lie (fuzzing
+    // found 3.8 GB declared in a 550-byte zip): reserve no more than 16 MiB for
+    // it; reading grows the buffer to the member's real size.
+    let hint = file.size().min(MAX_SIZE_HINT).min(limit);
+    let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    file.by_ref()
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot unzip it: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "it unzips to more than {} MiB, the most tilefarm reads of one zip member",
+            limit >> 20
+        ));
+    }
+    Ok(out)
 }
 
 fn base(name: &str) -> &str {
@@ -332,5 +354,30 @@ fn field_value(value: dbase::FieldValue) -> Value {
                 t.seconds()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_member_that_unzips_past_the_limit_is_refused() {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("zeros.shp", deflated).unwrap();
+        zip.write_all(&vec![0u8; 3 << 20]).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        assert!(bytes.len() < 64 << 10, "a small zip: {} bytes", bytes.len());
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        let mut file = archive.by_name("zeros.shp").unwrap();
+        let err = unzip_member(&mut file, 1 << 20).unwrap_err();
+        assert!(err.contains("more than 1 MiB"), "{err}");
+        drop(file);
+        let mut file = archive.by_name("zeros.shp").unwrap();
+        assert_eq!(unzip_member(&mut file, 4 << 20).unwrap().len(), 3 << 20);
     }
 }
