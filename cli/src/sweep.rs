@@ -60,22 +60,21 @@ pub async fn sweep_once(store: &JobStore, objects: &Objects, after: Duration) ->
 
 /// Removes an orphan's objects, and its layer's tiles where the layer was
 /// never published: the objects removed, and whether it is swept. An orphan
-/// whose tiles must wait is not marked swept, so a later pass comes back to it.
+/// whose tiles must wait is left as it is, so a later pass comes back to it.
 async fn sweep_orphan(store: &JobStore, objects: &Objects, orphan: &Orphan) -> Result<(u64, bool)> {
+    let tiles = store.tile_sweep(orphan).await?;
+    if tiles == TileSweep::Later {
+        return Ok((0, false));
+    }
     let source = object_store::path::Path::from(orphan.source_key.as_str());
     let mut removed = objects.delete_upload(&source).await?;
     removed += objects
         .delete_under(&objects.version_prefix(orphan.layer_id, orphan.version))
         .await?;
-    let tiles = store.tile_sweep(orphan).await?;
-    match tiles {
-        TileSweep::Later => return Ok((removed, false)),
-        TileSweep::Begin => {
-            removed += objects
-                .delete_under(&objects.tiles_prefix(orphan.layer_id))
-                .await?;
-        }
-        TileSweep::Keep => {}
+    if tiles == TileSweep::Begin {
+        removed += objects
+            .delete_under(&objects.tiles_prefix(orphan.layer_id))
+            .await?;
     }
     store.mark_swept(orphan).await?;
     tracing::info!(

@@ -117,7 +117,16 @@ pub enum Error {
     },
 }
 
+/// What an upload that cannot be read at all is, before the I/O error.
+const UNREADABLE: &str = "could not read the upload";
+
 impl Error {
+    /// The error for an I/O failure while doing `what`.
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+
     pub(crate) fn input(
         format: Format,
         part: impl Into<String>,
@@ -154,20 +163,16 @@ pub fn read(mut reader: impl Read, options: &ReadOptions) -> Result<Upload> {
     (&mut reader)
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut head)
-        .map_err(|source| Error::Io {
-            what: "could not read the upload".into(),
-            source,
-        })?;
+        .map_err(Error::io(UNREADABLE))?;
     match sniff(&head)? {
         Sniffed::Format(Format::GeoJson) => {
             read_geojson_upload(Cursor::new(head).chain(reader), options)
         }
         _ => {
             let mut data = head;
-            reader.read_to_end(&mut data).map_err(|source| Error::Io {
-                what: "could not read the upload".into(),
-                source,
-            })?;
+            reader
+                .read_to_end(&mut data)
+                .map_err(Error::io(UNREADABLE))?;
             read_bytes(&data, options)
         }
     }
@@ -191,18 +196,13 @@ pub fn read_path(path: &Path, options: &ReadOptions) -> Result<Upload> {
     if path.as_os_str() == "-" {
         return read(std::io::stdin().lock(), options);
     }
-    let mut file = std::fs::File::open(path).map_err(|source| Error::Io {
-        what: format!("cannot open {}", path.display()),
-        source,
-    })?;
+    let mut file =
+        std::fs::File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
     let mut head = Vec::with_capacity(SNIFF_LEN);
     (&mut file)
         .take(SNIFF_LEN as u64)
         .read_to_end(&mut head)
-        .map_err(|source| Error::Io {
-            what: format!("cannot read {}", path.display()),
-            source,
-        })?;
+        .map_err(Error::io(format!("cannot read {}", path.display())))?;
     // SQLite reads the file where it is.
     if sniff(&head) == Ok(Sniffed::Format(Format::GeoPackage)) {
         return gpkg::read_file(path, options);
@@ -217,10 +217,7 @@ fn read_geojson_upload(reader: impl Read, options: &ReadOptions) -> Result<Uploa
     let mut reader = std::io::BufReader::new(reader);
     let starts_with_bom = reader
         .fill_buf()
-        .map_err(|source| Error::Io {
-            what: "could not read the upload".into(),
-            source,
-        })?
+        .map_err(Error::io(UNREADABLE))?
         .starts_with(b"\xef\xbb\xbf");
     if starts_with_bom {
         reader.consume(3);
